@@ -1,0 +1,251 @@
+"""Command line: ``rnnseq train | translate | evaluate | demo | config``.
+
+Each sub-command parses its arguments and calls one library function. Heavy modules (torch)
+are imported inside the commands, so ``rnnseq --help`` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+EVALUATE_HELP = """\
+metrics (several may be given; rates are percentages):
+  bleu  corpus BLEU from sacreBLEU, printed with its signature
+  chrf  corpus chrF from sacreBLEU, printed with its signature
+  wer   token edit distance / reference tokens, summed over the corpus (the ASR
+        convention; on phoneme tokens this is the PER of G2P papers). With several
+        references per line, the closest one counts.
+  cer   the same over characters
+  ser   sequence error rate: the share of hypotheses that match none of their
+        references exactly, token by token (the "WER" of G2P papers)
+
+A reference line may hold several alternatives separated by tabs (used by all metrics;
+for bleu/chrf they become extra reference streams).
+"""
+
+
+class _TqdmHandler(logging.Handler):
+    """Log lines that do not break a progress bar."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            from tqdm import tqdm
+
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:  # noqa: BLE001 - logging must never raise
+            self.handleError(record)
+
+
+def setup_logging(quiet: bool = False) -> None:
+    logger = logging.getLogger("rnnseq")
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+    if not any(isinstance(h, _TqdmHandler) for h in logger.handlers):
+        handler = _TqdmHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+        logger.addHandler(handler)
+    logger.propagate = False
+
+
+# -- train --------------------------------------------------------------------------------------
+def cmd_train(args: argparse.Namespace) -> int:
+    from .config import Config
+    from .training.trainer import train
+
+    overrides = list(args.set or [])
+    if args.out:
+        overrides.append(f"train.out_dir={args.out}")
+    config = Config.load(args.config, overrides)
+    result = train(config, resume=args.resume)
+    best = result.best_dir.resolve() if result.best_dir.exists() else result.last_dir.resolve()
+    print(f"model saved in {result.out_dir}/best (-> {best})")
+    print(f"translate with: rnnseq translate {result.out_dir}/best -i INPUT -o OUTPUT")
+    return 0
+
+
+# -- translate ----------------------------------------------------------------------------------
+def _format(translations, scores: bool) -> list[str]:
+    lines = []
+    for hyp in translations:
+        lines.append(f"{hyp.text}\t{hyp.score:.4f}" if scores else hyp.text)
+    return lines
+
+
+def cmd_translate(args: argparse.Namespace) -> int:
+    import json
+
+    from .data.corpus import read_lines
+    from .errors import UsageError
+    from .fileio import atomic_open
+    from .inference.translator import load
+
+    translator = load(args.model, device=args.device)
+    if args.n_best > (args.beam or translator.config.decode.beam_size):
+        raise UsageError(f"--n-best ({args.n_best}) cannot exceed the beam size")
+    kwargs = dict(beam_size=args.beam, n_best=args.n_best, length_penalty=args.length_penalty,
+                  batch_size=args.batch_size, return_attention=bool(args.attention))
+
+    if args.input is None:  # stream: one line in, its translation(s) out, flushed
+        attn_out = open(args.attention, "w", encoding="utf-8") if args.attention else None
+        out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
+        try:
+            for line in sys.stdin:
+                line = line.rstrip("\r\n")
+                result = translator.translate_nbest([line], **kwargs)[0]
+                out.write("\n".join(_format(result, args.scores)) + "\n")
+                out.flush()
+                if attn_out:
+                    attn_out.write(json.dumps(_attention_record(line, result[0])) + "\n")
+        finally:
+            if attn_out:
+                attn_out.close()
+            if args.output:
+                out.close()
+        return 0
+
+    sentences = [s.strip() for s in read_lines(args.input)]
+    results = translator.translate_nbest(sentences, **kwargs)
+    lines = [line for result in results for line in _format(result, args.scores)]
+    if args.output:
+        with atomic_open(args.output) as handle:
+            handle.write("".join(line + "\n" for line in lines))
+    else:
+        sys.stdout.write("".join(line + "\n" for line in lines))
+    if args.attention:
+        with atomic_open(args.attention) as handle:
+            for sentence, result in zip(sentences, results, strict=True):
+                handle.write(json.dumps(_attention_record(sentence, result[0])) + "\n")
+    return 0
+
+
+def _attention_record(source: str, hyp) -> dict:
+    return {"source": source, "target": hyp.text, "target_tokens": hyp.tokens,
+            "attention": hyp.attention}
+
+
+# -- evaluate -----------------------------------------------------------------------------------
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .data.corpus import DataError, read_lines
+    from .metrics import score
+
+    hyps = read_lines(args.hyp)
+    ref_files = [read_lines(path) for path in args.ref]
+    for path, lines in zip(args.ref, ref_files, strict=True):
+        if len(lines) != len(hyps):
+            raise DataError(
+                f"line counts differ: {args.hyp} has {len(hyps)} lines, {path} has {len(lines)}"
+            )
+    refs = [[alt for f in ref_files for alt in f[i].split("\t")] for i in range(len(hyps))]
+    if args.lowercase:
+        hyps = [h.lower() for h in hyps]
+        refs = [[r.lower() for r in rs] for rs in refs]
+    for name in args.metric:
+        kwargs = {}
+        if name == "bleu" and args.bleu_tokenize:
+            kwargs["tokenize"] = args.bleu_tokenize
+        if name in ("bleu", "chrf") and args.lowercase:
+            kwargs["lowercase"] = True
+        print(score(name, hyps, refs, **kwargs))
+    return 0
+
+
+# -- demo / config ------------------------------------------------------------------------------
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(Path(args.out), steps=args.steps, quick=args.quick)
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    from .config import Config, describe
+
+    if args.check:
+        Config.load(args.check, args.set or [])
+        print(f"{args.check}: OK")
+    else:
+        print(describe())
+    return 0
+
+
+# -- parser -------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="rnnseq", description="Recurrent sequence-to-sequence models: train, translate, "
+        "evaluate.")
+    parser.add_argument("--version", action="version", version=f"rnnseq {__version__}")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a model from a YAML config")
+    p.add_argument("config", help="YAML config file (see `rnnseq config` for every key)")
+    p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
+                   help="override a config value (repeatable), e.g. --set train.lr=0.0005")
+    p.add_argument("--resume", action="store_true", help="continue from OUT_DIR/last")
+    p.add_argument("--out", help="output directory (same as --set train.out_dir=...)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("translate", help="translate text with a trained model")
+    p.add_argument("model", help="model directory (e.g. OUT_DIR/best)")
+    p.add_argument("-i", "--input", help="input file; without it, stream stdin line by line")
+    p.add_argument("-o", "--output", help="output file (written whole, atomically); "
+                   "default stdout")
+    p.add_argument("--beam", type=int, help="beam size (1 = greedy); default from the model's "
+                   "config")
+    p.add_argument("--n-best", type=int, default=1, help="output N hypotheses per input, "
+                   "N consecutive lines, best first")
+    p.add_argument("--length-penalty", type=float, help="GNMT alpha (0 = none)")
+    p.add_argument("--batch-size", type=int, help="sentences per batch")
+    p.add_argument("--scores", action="store_true", help="append a tab and the score")
+    p.add_argument("--attention", metavar="FILE",
+                   help="write attention weights of the best hypothesis as JSON lines")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.set_defaults(func=cmd_translate)
+
+    p = sub.add_parser("evaluate", help="score hypotheses against references",
+                       epilog=EVALUATE_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--hyp", required=True, help="hypotheses, one per line")
+    p.add_argument("--ref", required=True, action="append",
+                   help="references, one line per hypothesis (tab-separated alternatives); "
+                   "repeat for more reference files")
+    p.add_argument("--metric", nargs="+", default=["bleu"],
+                   choices=["bleu", "chrf", "ser", "wer", "cer"], help="one or more metrics")
+    p.add_argument("--lowercase", "-lc", action="store_true", help="case-insensitive scoring")
+    p.add_argument("--bleu-tokenize", help="sacreBLEU tokenizer for BLEU (default 13a; "
+                   "'none' for pre-tokenized text)")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("demo", help="train and test a grapheme-to-phoneme model on CMUdict")
+    p.add_argument("--out", default="rnnseq-demo", help="working directory (default "
+                   "./rnnseq-demo)")
+    p.add_argument("--steps", type=int, help="training steps (default: the demo's own)")
+    p.add_argument("--quick", action="store_true", help="a tiny run that checks the set-up")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("config", help="list every config key with its default, or check a "
+                       "config file")
+    p.add_argument("--check", metavar="CONFIG", help="validate this config file")
+    p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE")
+    p.set_defaults(func=cmd_config)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_logging(args.quiet)
+    from .errors import RnnseqError
+
+    try:
+        return args.func(args)
+    except RnnseqError as err:
+        print(f"rnnseq {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0

@@ -1,0 +1,380 @@
+"""Typed configuration: dataclasses, YAML I/O and validation.
+
+Every section is a dataclass; every field has a type and, where it matters, allowed values or a
+lower bound. A wrong key or value raises :class:`ConfigError` naming the key (and the file and
+line when it came from YAML) together with what would have been accepted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+FORMAT_VERSION = 1
+
+CELLS = ("rnn", "lstm", "gru")
+ATTENTIONS = ("none", "bahdanau", "luong_dot", "luong_general", "luong_concat")
+TOKENIZERS = ("char", "word", "sentencepiece")
+METRICS = ("bleu", "chrf", "ser", "wer", "cer", "loss")
+
+
+from .errors import ConfigError  # noqa: E402  (re-exported)
+
+
+def _f(default: Any, *, min: float | None = None, gt: float | None = None, help: str = ""):
+    """A dataclass field with a lower bound and a help text."""
+    meta = {"min": min, "gt": gt, "help": help}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class DataConfig:
+    train_src: str | None = _f(None, help="training source file (one sentence per line)")
+    train_tgt: str | None = _f(None, help="training target file, aligned with train_src")
+    train_tsv: str | None = _f(None, help="training pairs as 'source<TAB>target' lines")
+    valid_src: str | None = _f(None, help="validation source file")
+    valid_tgt: str | None = _f(None, help="validation target file")
+    valid_tsv: str | None = _f(None, help="validation pairs as TSV")
+    src_tokenizer: Literal["char", "word", "sentencepiece"] = _f("word")
+    tgt_tokenizer: Literal["char", "word", "sentencepiece"] = _f("word")
+    spm_vocab_size: int = _f(8000, min=8, help="SentencePiece vocabulary size (per side)")
+    spm_model_type: Literal["unigram", "bpe"] = _f("unigram")
+    shared_vocab: bool = _f(False, help="one vocabulary (and tokenizer) for both sides")
+    src_lowercase: bool = _f(False, help="lowercase source text (also at translate time)")
+    tgt_lowercase: bool = _f(False, help="lowercase target text")
+    min_freq: int = _f(1, min=1)
+    max_vocab: int | None = _f(None, min=1, help="keep at most this many types per side")
+    max_len: int = _f(100, min=1, help="drop training pairs longer than this (tokens)")
+
+
+@dataclass
+class ModelConfig:
+    cell: Literal["rnn", "lstm", "gru"] = _f("lstm")
+    layers: int = _f(1, min=1)
+    hidden_size: int = _f(256, min=1, help="decoder size; also the encoder's output size")
+    embedding_size: int = _f(128, min=1)
+    dropout: float = _f(0.2, min=0.0)
+    bidirectional: bool = _f(True, help="bidirectional encoder (each direction hidden_size/2)")
+    attention: Literal["none", "bahdanau", "luong_dot", "luong_general", "luong_concat"] = _f(
+        "luong_general"
+    )
+    input_feeding: bool | None = _f(
+        None, help="feed the previous attentional vector (Luong attention only; default on)"
+    )
+    bridge: Literal["linear", "copy", "zero"] = _f("linear")
+    tie_embeddings: bool = _f(False, help="decoder output layer shares the target embeddings")
+    share_embeddings: bool = _f(False, help="source and target share one embedding table")
+
+
+@dataclass
+class TrainConfig:
+    out_dir: str = _f("model", help="model directory written by training")
+    seed: int = _f(1)
+    device: Literal["auto", "cpu", "cuda"] = _f("auto")
+    threads: int | None = _f(None, min=1, help="torch intra-op threads on CPU")
+    batch_size: int = _f(64, min=1)
+    batch_type: Literal["sentences", "tokens"] = _f("sentences")
+    max_steps: int | None = _f(10000, min=1)
+    max_epochs: int | None = _f(None, min=1)
+    max_minutes: float | None = _f(None, gt=0.0, help="stop after this much training time")
+    optimizer: Literal["adam", "adamw", "sgd"] = _f("adam")
+    lr: float = _f(1e-3, gt=0.0)
+    weight_decay: float = _f(0.0, min=0.0)
+    momentum: float = _f(0.0, min=0.0)
+    schedule: Literal["constant", "inverse_sqrt", "step", "plateau"] = _f("constant")
+    warmup_steps: int = _f(0, min=0)
+    decay_factor: float = _f(0.5, gt=0.0)
+    decay_every: int = _f(1000, min=1, help="step schedule: steps between decays")
+    plateau_patience: int = _f(2, min=0, help="plateau schedule: validations without gain")
+    min_lr: float = _f(0.0, min=0.0)
+    clip_norm: float | None = _f(5.0, gt=0.0)
+    label_smoothing: float = _f(0.1, min=0.0)
+    valid_every: int = _f(500, min=1)
+    valid_metric: Literal["bleu", "chrf", "ser", "wer", "cer", "loss"] = _f("loss")
+    valid_beam_size: int | None = _f(
+        None, min=1, help="beam size when decoding for validation (default decode.beam_size)"
+    )
+    early_stopping_patience: int | None = _f(
+        None, min=1, help="stop after this many validations without improvement"
+    )
+    log_every: int = _f(100, min=1)
+    tensorboard: bool = _f(False)
+    progress: bool = _f(True, help="show a progress bar on a terminal")
+
+
+@dataclass
+class DecodeConfig:
+    beam_size: int = _f(5, min=1)
+    n_best: int = _f(1, min=1)
+    length_penalty: float = _f(1.0, min=0.0, help="GNMT alpha; 0 scores by raw log-probability")
+    max_length_ratio: float = _f(2.0, gt=0.0, help="output at most ratio*source+5 tokens")
+    max_length: int = _f(250, min=1, help="hard cap on output length")
+    batch_size: int = _f(64, min=1, help="sentences per decoding batch")
+    max_batch_tokens: int = _f(8192, min=1, help="source tokens per decoding batch")
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+    format_version: int = FORMAT_VERSION
+
+    # -- construction ---------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, raw: dict, source: str = "config", lines: dict | None = None) -> Config:
+        """Build and validate from a nested dict, naming ``source`` in every error."""
+        lines = lines or {}
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{source}: the top level must be a mapping of sections")
+        sections = {f.name: f for f in dataclasses.fields(cls)}
+        kwargs: dict[str, Any] = {}
+        for key, value in raw.items():
+            if key not in sections:
+                raise ConfigError(_unknown(source, lines, key, key, sections))
+            if key == "format_version":
+                kwargs[key] = _check_value(cls, sections[key], value, key, source, lines)
+                if kwargs[key] > FORMAT_VERSION:
+                    raise ConfigError(
+                        f"{_where(source, lines, key)}format_version {kwargs[key]} is newer than "
+                        f"this rnnseq understands ({FORMAT_VERSION}); upgrade rnnseq"
+                    )
+                continue
+            kwargs[key] = _build_section(sections[key].type, value, key, source, lines)
+        config = cls(**kwargs)
+        config.validate(source)
+        return config
+
+    @classmethod
+    def load(cls, path: str | Path, overrides: list[str] | None = None) -> Config:
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: config file not found") from None
+        except UnicodeDecodeError as err:
+            raise ConfigError(f"{path}: not valid UTF-8 ({err.reason} at byte {err.start})") from None
+        raw, lines = _parse_yaml(text, str(path))
+        raw = apply_overrides(raw or {}, overrides or [])
+        return cls.from_dict(raw, str(path), lines)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
+
+    # -- cross-field checks ---------------------------------------------------------------
+    def validate(self, source: str = "config") -> None:
+        d, m, t = self.data, self.model, self.train
+        if m.bidirectional and m.hidden_size % 2:
+            raise ConfigError(
+                f"{source}: model.hidden_size must be even with a bidirectional encoder "
+                f"(got {m.hidden_size})"
+            )
+        if m.input_feeding and not m.attention.startswith("luong"):
+            raise ConfigError(
+                f"{source}: model.input_feeding applies to Luong attention only; "
+                f"remove it or set it to false for attention: {m.attention}"
+            )
+        if m.tie_embeddings and m.embedding_size != m.hidden_size:
+            raise ConfigError(
+                f"{source}: model.tie_embeddings needs model.embedding_size == model.hidden_size "
+                f"(got {m.embedding_size} and {m.hidden_size})"
+            )
+        if m.share_embeddings and not d.shared_vocab:
+            raise ConfigError(f"{source}: model.share_embeddings needs data.shared_vocab: true")
+        if d.shared_vocab and d.src_tokenizer != d.tgt_tokenizer:
+            raise ConfigError(
+                f"{source}: data.shared_vocab needs the same data.src_tokenizer and "
+                f"data.tgt_tokenizer (got {d.src_tokenizer} and {d.tgt_tokenizer})"
+            )
+        if d.shared_vocab and d.src_lowercase != d.tgt_lowercase:
+            raise ConfigError(
+                f"{source}: data.shared_vocab needs data.src_lowercase == data.tgt_lowercase"
+            )
+        if m.dropout >= 1.0:
+            raise ConfigError(f"{source}: model.dropout must be below 1 (got {m.dropout})")
+        if t.label_smoothing >= 1.0:
+            raise ConfigError(f"{source}: train.label_smoothing must be below 1")
+        if t.max_steps is None and t.max_epochs is None and t.max_minutes is None:
+            raise ConfigError(
+                f"{source}: set at least one of train.max_steps, train.max_epochs, "
+                "train.max_minutes"
+            )
+        if self.decode.n_best > self.decode.beam_size:
+            raise ConfigError(
+                f"{source}: decode.n_best ({self.decode.n_best}) cannot exceed "
+                f"decode.beam_size ({self.decode.beam_size})"
+            )
+
+    @property
+    def input_feeding(self) -> bool:
+        """Input feeding as resolved: on by default for Luong attention, off otherwise."""
+        m = self.model
+        if not m.attention.startswith("luong"):
+            return False
+        return True if m.input_feeding is None else m.input_feeding
+
+
+# --------------------------------------------------------------------------------------------
+def _where(source: str, lines: dict, key: str) -> str:
+    line = lines.get(key)
+    return f"{source}:{line}: " if line else f"{source}: "
+
+
+def _unknown(source: str, lines: dict, dotted: str, key: str, allowed: dict) -> str:
+    hint = difflib.get_close_matches(key, list(allowed), n=1)
+    msg = f"{_where(source, lines, dotted)}unknown key '{dotted}'"
+    if hint:
+        msg += f" (did you mean '{hint[0]}'?)"
+    return msg + f"; allowed keys: {', '.join(allowed)}"
+
+
+def _build_section(section_type, raw: Any, name: str, source: str, lines: dict):
+    if isinstance(section_type, str):
+        section_type = globals()[section_type]
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{_where(source, lines, name)}section '{name}' must be a mapping")
+    fields = {f.name: f for f in dataclasses.fields(section_type)}
+    kwargs = {}
+    for key, value in raw.items():
+        dotted = f"{name}.{key}"
+        if key not in fields:
+            raise ConfigError(_unknown(source, lines, dotted, str(key), fields))
+        kwargs[key] = _check_value(section_type, fields[key], value, dotted, source, lines)
+    return section_type(**kwargs)
+
+
+def _type_name(tp) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(map(str, typing.get_args(tp)))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    return {type(None): "null", int: "an integer", float: "a number", str: "a string",
+            bool: "true/false"}.get(tp, str(tp))
+
+
+def _coerce(tp, value):
+    """Return ``value`` as type ``tp`` or raise TypeError."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            try:
+                return _coerce(arg, value)
+            except TypeError:
+                pass
+        raise TypeError
+    if origin is Literal:
+        if value in typing.get_args(tp):
+            return value
+        raise TypeError
+    if tp is type(None):
+        if value is None:
+            return None
+        raise TypeError
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise TypeError
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise TypeError
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise TypeError
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise TypeError
+    raise TypeError
+
+
+def _check_value(section_type, f: dataclasses.Field, value, dotted: str, source: str, lines: dict):
+    hints = typing.get_type_hints(section_type)
+    tp = hints[f.name]
+    try:
+        value = _coerce(tp, value)
+    except TypeError:
+        raise ConfigError(
+            f"{_where(source, lines, dotted)}{dotted}: expected {_type_name(tp)}, got {value!r}"
+        ) from None
+    low, gt = f.metadata.get("min"), f.metadata.get("gt")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if low is not None and value < low:
+            raise ConfigError(f"{_where(source, lines, dotted)}{dotted} must be >= {low}, got {value}")
+        if gt is not None and value <= gt:
+            raise ConfigError(f"{_where(source, lines, dotted)}{dotted} must be > {gt}, got {value}")
+    return value
+
+
+def _parse_yaml(text: str, source: str) -> tuple[Any, dict]:
+    """Parse YAML safely and record the line of every ``section.key``."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{source}: invalid YAML: {err}") from None
+    lines: dict[str, int] = {}
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            lines[str(key_node.value)] = key_node.start_mark.line + 1
+            if isinstance(value_node, yaml.MappingNode):
+                for sub_key, _ in value_node.value:
+                    dotted = f"{key_node.value}.{sub_key.value}"
+                    lines[dotted] = sub_key.start_mark.line + 1
+    return raw, lines
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """Apply ``section.key=value`` overrides (value parsed as YAML) to a raw config dict."""
+    raw = dict(raw)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected section.key=value")
+        dotted, text = item.split("=", 1)
+        parts = dotted.strip().split(".")
+        if len(parts) != 2 or not all(parts):
+            raise ConfigError(f"--set {item!r}: the key must look like section.key")
+        try:
+            value = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError as err:
+            raise ConfigError(f"--set {item!r}: cannot parse value: {err}") from None
+        section = dict(raw.get(parts[0]) or {})
+        section[parts[1]] = value
+        raw[parts[0]] = section
+    return raw
+
+
+def describe() -> str:
+    """Every section, key, type and default: the reference printed by ``rnnseq config``."""
+    out = []
+    for section in dataclasses.fields(Config):
+        if section.name == "format_version":
+            continue
+        cls = section.default_factory  # type: ignore[misc]
+        out.append(f"{section.name}:")
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            help_text = f.metadata.get("help", "")
+            line = f"  {f.name}: {default!r:<16} # {_type_name(hints[f.name])}"
+            out.append(line + (f"; {help_text}" if help_text else ""))
+    return "\n".join(out)

@@ -1,0 +1,1 @@
+"""Data: reading and validating corpora, tokenizers, vocabularies, batching."""

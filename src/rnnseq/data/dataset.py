@@ -1,0 +1,87 @@
+"""From configured files to id sequences: read, tokenize, filter, build vocabularies."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from ..config import DataConfig
+from .corpus import DataError, ParallelCorpus, filter_pairs, load_corpus
+from .tokenizers import Tokenizer, build_tokenizer
+from .vocab import Vocab
+
+log = logging.getLogger("rnnseq")
+
+
+@dataclass
+class Vocabulary:
+    """Tokenizers and vocabularies of both sides."""
+
+    src_tokenizer: Tokenizer
+    tgt_tokenizer: Tokenizer
+    src_vocab: Vocab
+    tgt_vocab: Vocab
+
+
+@dataclass
+class Dataset:
+    """Id sequences (no ``<s>``/``</s>``) with the strings they came from."""
+
+    src: list[list[int]]
+    tgt: list[list[int]]
+    src_text: list[str]
+    tgt_text: list[str]
+
+    def __len__(self) -> int:
+        return len(self.src)
+
+
+def build_vocabulary(cfg: DataConfig, corpus: ParallelCorpus) -> Vocabulary:
+    """Train tokenizers (SentencePiece) and build vocabularies from the training corpus."""
+    kw = dict(vocab_size=cfg.spm_vocab_size, model_type=cfg.spm_model_type)
+    if cfg.shared_vocab:
+        src_tok = tgt_tok = build_tokenizer(
+            cfg.src_tokenizer, corpus.src + corpus.tgt, lowercase=cfg.src_lowercase, **kw)
+    else:
+        src_tok = build_tokenizer(cfg.src_tokenizer, corpus.src, lowercase=cfg.src_lowercase,
+                                  **kw)
+        tgt_tok = build_tokenizer(cfg.tgt_tokenizer, corpus.tgt, lowercase=cfg.tgt_lowercase,
+                                  **kw)
+    src_tokens = [src_tok.encode(s) for s in corpus.src]
+    tgt_tokens = [tgt_tok.encode(t) for t in corpus.tgt]
+    keep, _ = filter_pairs(src_tokens, tgt_tokens, cfg.max_len)
+    src_tokens = [src_tokens[i] for i in keep]
+    tgt_tokens = [tgt_tokens[i] for i in keep]
+    if cfg.shared_vocab:
+        src_vocab = tgt_vocab = Vocab.build(src_tokens + tgt_tokens, cfg.min_freq, cfg.max_vocab)
+    else:
+        src_vocab = Vocab.build(src_tokens, cfg.min_freq, cfg.max_vocab)
+        tgt_vocab = Vocab.build(tgt_tokens, cfg.min_freq, cfg.max_vocab)
+    return Vocabulary(src_tok, tgt_tok, src_vocab, tgt_vocab)
+
+
+def encode_corpus(
+    corpus: ParallelCorpus, vocab: Vocabulary, max_len: int | None, what: str
+) -> Dataset:
+    """Tokenize and map to ids; drop (and log) empty and over-long pairs."""
+    src_tokens = [vocab.src_tokenizer.encode(s) for s in corpus.src]
+    tgt_tokens = [vocab.tgt_tokenizer.encode(t) for t in corpus.tgt]
+    keep, report = filter_pairs(src_tokens, tgt_tokens, max_len)
+    log.info("%s (%s): %s", what, corpus.origin, report)
+    if not keep:
+        raise DataError(f"{what} ({corpus.origin}): no usable pairs left after filtering "
+                        f"({report})")
+    return Dataset(
+        [vocab.src_vocab.encode(src_tokens[i]) for i in keep],
+        [vocab.tgt_vocab.encode(tgt_tokens[i]) for i in keep],
+        [corpus.src[i] for i in keep],
+        [corpus.tgt[i] for i in keep],
+    )
+
+
+def load_training_data(cfg: DataConfig) -> tuple[ParallelCorpus, ParallelCorpus | None]:
+    train = load_corpus(cfg.train_src, cfg.train_tgt, cfg.train_tsv, "training data")
+    valid = None
+    if cfg.valid_src or cfg.valid_tgt or cfg.valid_tsv:
+        valid = load_corpus(cfg.valid_src, cfg.valid_tgt, cfg.valid_tsv, "validation data")
+    return train, valid

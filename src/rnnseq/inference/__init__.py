@@ -1,0 +1,1 @@
+"""Inference: search algorithms and the string-in, string-out translator."""

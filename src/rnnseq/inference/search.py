@@ -1,0 +1,183 @@
+"""Greedy and batched beam search over any decoder with ``step(prev_tokens, state)``.
+
+The decoder contract: ``step(prev (B,), state) -> (log_probs (B, V), state, attn (B, S) | None)``
+and ``state.index_select(rows)``. Search never looks inside the state, so every decoder variant
+works with every search. Finished sentences leave the working batch, which keeps each step's
+batch as small as the work left.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from ..data.vocab import BOS_ID, EOS_ID, PAD_ID
+
+
+@dataclass
+class Hypothesis:
+    """One output: token ids (without ``</s>``), its summed log-probability, its score
+    (log-probability divided by the length penalty) and optionally attention ``(T, S)``."""
+
+    tokens: list[int]
+    log_prob: float
+    score: float
+    attention: torch.Tensor | None = None
+
+
+def length_penalty(length: int, alpha: float) -> float:
+    """GNMT length penalty ``((5 + length) / 6) ** alpha``; 1 when ``alpha`` is 0."""
+    return ((5.0 + length) / 6.0) ** alpha if alpha else 1.0
+
+
+def _step(decoder, prev, state):
+    """One decoder step with ``<pad>`` and ``<s>`` ruled out as outputs."""
+    lp, state, weights = decoder.step(prev, state)
+    lp[:, PAD_ID] = float("-inf")
+    lp[:, BOS_ID] = float("-inf")
+    return lp, state, weights
+
+
+def max_lengths(src_lengths: torch.Tensor, ratio: float, cap: int) -> list[int]:
+    """Per-sentence output limit: ``min(cap, ceil(ratio * source_length) + 5)``."""
+    return [min(cap, math.ceil(ratio * int(n)) + 5) for n in src_lengths.tolist()]
+
+
+@torch.no_grad()
+def greedy_search(
+    decoder, state, max_lens: list[int], alpha: float = 0.0, return_attention: bool = False
+) -> list[list[Hypothesis]]:
+    """Pick the most probable token at each step. Returns one hypothesis per sentence."""
+    batch = len(max_lens)
+    device = state.mask.device
+    tokens: list[list[int]] = [[] for _ in range(batch)]
+    log_probs = [0.0] * batch
+    attn: list[list[torch.Tensor]] = [[] for _ in range(batch)]
+    done: list[Hypothesis | None] = [None] * batch
+    active = list(range(batch))
+    prev = torch.full((batch,), BOS_ID, dtype=torch.long, device=device)
+    t = 0
+    while active:
+        lp, state, weights = _step(decoder, prev, state)
+        best_lp, best = lp.max(dim=-1)
+        best_list, lp_list = best.tolist(), best_lp.tolist()
+        keep = []
+        for row, sent in enumerate(active):
+            tok = best_list[row]
+            log_probs[sent] += lp_list[row]
+            if return_attention and weights is not None:
+                attn[sent].append(weights[row])
+            if tok == EOS_ID or t + 1 >= max_lens[sent]:
+                if tok != EOS_ID:
+                    tokens[sent].append(tok)
+                length = len(tokens[sent]) + (tok == EOS_ID)
+                done[sent] = Hypothesis(
+                    tokens[sent], log_probs[sent],
+                    log_probs[sent] / length_penalty(length, alpha),
+                    torch.stack(attn[sent]) if attn[sent] else None,
+                )
+            else:
+                tokens[sent].append(tok)
+                keep.append(row)
+        t += 1
+        if len(keep) < len(active):
+            active = [active[r] for r in keep]
+            if not active:
+                break
+            index = torch.tensor(keep, dtype=torch.long, device=device)
+            state = state.index_select(index)
+            best = best.index_select(0, index)
+        prev = best
+    return [[h] for h in done]  # type: ignore[list-item]
+
+
+@torch.no_grad()
+def beam_search(
+    decoder, state, max_lens: list[int], beam_size: int, n_best: int = 1, alpha: float = 0.0,
+    return_attention: bool = False,
+) -> list[list[Hypothesis]]:
+    """Batched beam search. Returns, per sentence, ``n_best`` hypotheses, best first.
+
+    At each step the ``2 * beam_size`` best expansions of a sentence are examined in order:
+    those ending in ``</s>`` among the first ``beam_size`` are finished (scored with the GNMT
+    length penalty ``alpha``), the first ``beam_size`` others stay alive. A sentence is done once it
+    has ``beam_size`` finished hypotheses or reaches its length limit (its alive beams are then
+    finished as they are).
+    """
+    if n_best > beam_size:
+        raise ValueError(f"n_best ({n_best}) cannot exceed beam_size ({beam_size})")
+    batch, k = len(max_lens), beam_size
+    device = state.mask.device
+    state = state.index_select(torch.arange(batch, device=device).repeat_interleave(k))
+    # Only the first beam of each sentence is live at the start.
+    scores = torch.full((batch, k), float("-inf"), device=device)
+    scores[:, 0] = 0.0
+    history = torch.empty((batch * k, 0), dtype=torch.long, device=device)
+    attn_history: torch.Tensor | None = None
+    finished: list[list[Hypothesis]] = [[] for _ in range(batch)]
+    active = list(range(batch))
+    prev = torch.full((batch * k,), BOS_ID, dtype=torch.long, device=device)
+    t = 0
+    while active:
+        n = len(active)
+        lp, state, weights = _step(decoder, prev, state)
+        vocab = lp.shape[-1]
+        cand = (scores.view(-1, 1) + lp).view(n, k * vocab)
+        top_scores, top_idx = cand.topk(min(2 * k, k * vocab), dim=-1)
+        top_beam, top_tok = top_idx // vocab, top_idx % vocab
+        if return_attention and weights is not None:
+            step_attn = weights[:, None, :]
+            attn_history = (step_attn if attn_history is None
+                            else torch.cat([attn_history, step_attn], dim=1))
+        s_list, b_list, tok_list = top_scores.tolist(), top_beam.tolist(), top_tok.tolist()
+        next_rows, next_toks, next_scores, keep_sent = [], [], [], []
+        for pos, sent in enumerate(active):
+            alive_rows, alive_toks, alive_scores = [], [], []
+            at_limit = t + 1 >= max_lens[sent]
+            for rank, (score, beam, tok) in enumerate(zip(s_list[pos], b_list[pos], tok_list[pos])):
+                if score == float("-inf"):
+                    break
+                row = pos * k + beam
+                if tok == EOS_ID:
+                    if rank < k:
+                        finished[sent].append(
+                            _finish(history, attn_history, row, None, score, alpha))
+                    continue
+                if len(alive_rows) < k:
+                    alive_rows.append(row)
+                    alive_toks.append(tok)
+                    alive_scores.append(score)
+            if at_limit:
+                for row, tok, score in zip(alive_rows, alive_toks, alive_scores):
+                    finished[sent].append(_finish(history, attn_history, row, tok, score, alpha))
+            if at_limit or len(finished[sent]) >= k or not alive_rows:
+                continue
+            while len(alive_rows) < k:  # pad with dead beams
+                alive_rows.append(alive_rows[0])
+                alive_toks.append(alive_toks[0])
+                alive_scores.append(float("-inf"))
+            next_rows += alive_rows
+            next_toks += alive_toks
+            next_scores.append(alive_scores)
+            keep_sent.append(sent)
+        t += 1
+        if not keep_sent:
+            break
+        index = torch.tensor(next_rows, dtype=torch.long, device=device)
+        state = state.index_select(index)
+        prev = torch.tensor(next_toks, dtype=torch.long, device=device)
+        history = torch.cat([history.index_select(0, index), prev[:, None]], dim=1)
+        if attn_history is not None:
+            attn_history = attn_history.index_select(0, index)
+        scores = torch.tensor(next_scores, dtype=torch.float, device=device)
+        active = keep_sent
+    return [sorted(f, key=lambda h: -h.score)[:n_best] for f in finished]
+
+
+def _finish(history, attn_history, row, last_tok, log_prob, alpha) -> Hypothesis:
+    tokens = history[row].tolist() + ([last_tok] if last_tok is not None else [])
+    length = len(tokens) + (last_tok is None)  # a finished-by-EOS hypothesis counts </s>
+    attention = None if attn_history is None else attn_history[row]  # (length, S)
+    return Hypothesis(tokens, log_prob, log_prob / length_penalty(length, alpha), attention)

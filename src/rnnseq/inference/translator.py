@@ -1,0 +1,100 @@
+"""Strings in, strings out: tokenize, batch by length, search, detokenize, restore order."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..data.batching import collate, make_batches
+from ..errors import UsageError
+from ..modeldir import ModelBundle
+from .search import Hypothesis, beam_search, greedy_search, max_lengths
+
+
+@dataclass
+class Translation:
+    """One output hypothesis as text, with its tokens, scores and optional attention."""
+
+    text: str
+    tokens: list[str]
+    score: float
+    log_prob: float
+    attention: list[list[float]] | None = None
+
+
+class Translator:
+    """Translate strings with a loaded model (see :func:`rnnseq.load`)."""
+
+    def __init__(self, bundle: ModelBundle, device: str | torch.device = "cpu") -> None:
+        self.bundle = bundle
+        self.config = bundle.config
+        self.device = torch.device(device)
+        self.model = bundle.model.to(self.device).eval()
+
+    def translate(
+        self, sentences: list[str], *, beam_size: int | None = None,
+        length_penalty: float | None = None, return_scores: bool = False,
+        batch_size: int | None = None,
+    ) -> list[str] | list[tuple[str, float]]:
+        """Best translation of each sentence, in input order (with its score on request)."""
+        results = self.translate_nbest(
+            sentences, beam_size=beam_size, n_best=1, length_penalty=length_penalty,
+            batch_size=batch_size,
+        )
+        if return_scores:
+            return [(r[0].text, r[0].score) for r in results]
+        return [r[0].text for r in results]
+
+    def translate_nbest(
+        self, sentences: list[str], *, beam_size: int | None = None, n_best: int = 1,
+        length_penalty: float | None = None, batch_size: int | None = None,
+        max_batch_tokens: int | None = None, return_attention: bool = False,
+    ) -> list[list[Translation]]:
+        """``n_best`` translations per sentence, best first, in input order."""
+        dc = self.config.decode
+        beam = dc.beam_size if beam_size is None else beam_size
+        alpha = dc.length_penalty if length_penalty is None else length_penalty
+        if beam < 1:
+            raise UsageError(f"beam size must be >= 1, got {beam}")
+        if n_best < 1 or n_best > beam:
+            raise UsageError(f"n_best must be between 1 and the beam size ({beam}), got {n_best}")
+        src_tok, src_vocab = self.bundle.src_tokenizer, self.bundle.src_vocab
+        src_tokens = [src_tok.encode(s) for s in sentences]
+        src_ids = [src_vocab.encode(t) for t in src_tokens]
+        batches = make_batches(
+            [len(s) for s in src_ids], None, max_batch_tokens or dc.max_batch_tokens, "tokens"
+        )
+        limit = batch_size or dc.batch_size
+        batches = [b[i : i + limit] for b in batches for i in range(0, len(b), limit)]
+        results: list[list[Translation] | None] = [None] * len(sentences)
+        for index in batches:
+            batch = collate([src_ids[i] for i in index], None, index).to(self.device)
+            hyps = self._search(batch, beam, n_best, alpha, return_attention)
+            for i, sent_hyps in zip(index, hyps, strict=True):
+                results[i] = [self._to_translation(h) for h in sent_hyps]
+        return results  # type: ignore[return-value]
+
+    @torch.no_grad()
+    def _search(self, batch, beam, n_best, alpha, return_attention) -> list[list[Hypothesis]]:
+        dc = self.config.decode
+        enc = self.model.encode(batch.src, batch.src_lengths)
+        state = self.model.init_state(enc)
+        limits = max_lengths(batch.src_lengths, dc.max_length_ratio, dc.max_length)
+        if beam == 1:
+            return greedy_search(self.model.decoder, state, limits, alpha, return_attention)
+        return beam_search(self.model.decoder, state, limits, beam, n_best, alpha,
+                           return_attention)
+
+    def _to_translation(self, hyp: Hypothesis) -> Translation:
+        tokens = self.bundle.tgt_vocab.decode(hyp.tokens)
+        attention = None if hyp.attention is None else hyp.attention.float().cpu().tolist()
+        return Translation(self.bundle.tgt_tokenizer.decode(tokens), tokens, hyp.score,
+                           hyp.log_prob, attention)
+
+
+def load(path: str, device: str = "cpu") -> Translator:
+    """Load a model directory and return a :class:`Translator`."""
+    from ..modeldir import load_model_dir
+
+    return Translator(load_model_dir(path, device), device)

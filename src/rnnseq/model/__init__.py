@@ -1,0 +1,1 @@
+"""Model: encoder, attention, decoder and the Seq2Seq that ties them."""

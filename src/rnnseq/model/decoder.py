@@ -1,0 +1,175 @@
+"""Decoder: an RNN/LSTM/GRU language model over the target, conditioned on the encoder.
+
+One step, for Luong attention (``luong_*``)::
+
+    x_t = [emb(y_{t-1}); o_{t-1} if input feeding]
+    h_t = RNN(x_t, h_{t-1});  c_t = attend(h_t);  o_t = tanh(W [h_t; c_t])
+
+for Bahdanau attention the context is computed from the previous state and fed to the RNN::
+
+    c_t = attend(h_{t-1});  h_t = RNN([emb(y_{t-1}); c_t], h_{t-1});  o_t = tanh(W [h_t; c_t])
+
+and without attention (``none``, the fixed-vector model) ``o_t = h_t``: the encoder's final
+state, passed through the bridge, is all the decoder knows of the source.
+Logits are ``W_out · dropout(o_t)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .attention import make_attention
+from .encoder import EncoderOutput
+from .rnn import State, make_rnn, map_state, top_hidden
+
+
+@dataclass
+class DecoderState:
+    """Everything a decoding step needs; rows are sentences (or beam hypotheses).
+
+    ``hidden``: RNN state ``(layers, B, H)`` (a pair for LSTM); ``feed``: previous attentional
+    vector ``(B, H)`` when input feeding; ``memory (B, S, Hm)``, ``keys (B, S, *)`` (attention
+    keys, projected once per source) and ``mask (B, S)``.
+    """
+
+    hidden: State
+    feed: torch.Tensor | None
+    memory: torch.Tensor
+    keys: torch.Tensor | None
+    mask: torch.Tensor
+
+    def index_select(self, index: torch.Tensor) -> DecoderState:
+        """Reorder/select rows, e.g. to follow beam back-pointers or drop finished sentences."""
+        pick = lambda t: None if t is None else t.index_select(0, index)  # noqa: E731
+        return DecoderState(
+            map_state(self.hidden, lambda s: s.index_select(1, index)),
+            pick(self.feed), pick(self.memory), pick(self.keys), pick(self.mask),
+        )
+
+
+class Bridge(nn.Module):
+    """Maps the encoder's final state to the decoder's initial state (``linear|copy|zero``)."""
+
+    def __init__(self, kind: str, enc_size: int, dec_size: int, lstm: bool) -> None:
+        super().__init__()
+        self.kind = kind
+        if kind == "copy" and enc_size != dec_size:
+            raise ValueError("bridge 'copy' needs equal encoder and decoder sizes")
+        self.dec_size = dec_size
+        if kind == "linear":
+            self.h = nn.Linear(enc_size, dec_size)
+            self.c = nn.Linear(enc_size, dec_size) if lstm else None
+        self.lstm = lstm
+
+    def forward(self, state: State) -> State:
+        if self.kind == "copy":
+            return state
+        if self.kind == "zero":
+            return map_state(state, lambda s: s.new_zeros(s.shape[:-1] + (self.dec_size,)))
+        if isinstance(state, tuple):
+            return (torch.tanh(self.h(state[0])), torch.tanh(self.c(state[1])))
+        return torch.tanh(self.h(state))
+
+
+class Decoder(nn.Module):
+    def __init__(
+        self, embedding: nn.Embedding, cell: str, hidden_size: int, layers: int, dropout: float,
+        attention: str, input_feeding: bool, memory_size: int, bridge: str,
+        tie_embeddings: bool = False,
+    ) -> None:
+        super().__init__()
+        self.embedding = embedding
+        self.hidden_size = hidden_size
+        self.attention_kind = attention
+        self.bahdanau = attention == "bahdanau"
+        self.input_feeding = input_feeding
+        emb = embedding.embedding_dim
+        rnn_in = emb + (hidden_size if input_feeding else 0) + (memory_size if self.bahdanau else 0)
+        self.rnn = make_rnn(cell, rnn_in, hidden_size, layers, dropout)
+        self.attention = make_attention(attention, hidden_size, memory_size)
+        self.combine = (
+            nn.Linear(hidden_size + memory_size, hidden_size, bias=False)
+            if self.attention is not None else None
+        )
+        self.bridge = Bridge(bridge, memory_size, hidden_size, cell == "lstm")
+        self.dropout = nn.Dropout(dropout)
+        self.out = nn.Linear(hidden_size, embedding.num_embeddings)
+        if tie_embeddings:
+            self.out.weight = embedding.weight
+
+    # -- state ------------------------------------------------------------------------------
+    def init_state(self, enc: EncoderOutput) -> DecoderState:
+        hidden = self.bridge(enc.state)
+        hidden = map_state(hidden, lambda s: s.contiguous())
+        keys = self.attention.keys(enc.memory) if self.attention is not None else None
+        batch = enc.memory.shape[0]
+        feed = enc.memory.new_zeros(batch, self.hidden_size) if self.input_feeding else None
+        return DecoderState(hidden, feed, enc.memory, keys, enc.mask)
+
+    # -- one step ---------------------------------------------------------------------------
+    def _step(
+        self, emb: torch.Tensor, state: DecoderState
+    ) -> tuple[torch.Tensor, DecoderState, torch.Tensor | None]:
+        """``emb (B, E)`` -> attentional vector ``o (B, H)``, new state, weights ``(B, S)``."""
+        parts = [emb]
+        weights = context = None
+        if self.bahdanau:
+            query = top_hidden(state.hidden)[:, None, :]
+            context, weights = self.attention(query, state.keys, state.memory, state.mask)
+            parts.append(context[:, 0])
+        if self.input_feeding:
+            parts.append(state.feed)
+        x = torch.cat(parts, dim=-1) if len(parts) > 1 else emb
+        h, hidden = self.rnn(x[:, None, :], state.hidden)
+        if self.attention is None:
+            o = h[:, 0]
+        else:
+            if not self.bahdanau:
+                context, weights = self.attention(h, state.keys, state.memory, state.mask)
+            o = torch.tanh(self.combine(torch.cat([h[:, 0], context[:, 0]], dim=-1)))
+        new = DecoderState(hidden, o if self.input_feeding else None, state.memory, state.keys,
+                           state.mask)
+        return o, new, None if weights is None else weights[:, 0]
+
+    def step(
+        self, prev_tokens: torch.Tensor, state: DecoderState
+    ) -> tuple[torch.Tensor, DecoderState, torch.Tensor | None]:
+        """``prev_tokens (B,)`` -> ``log_probs (B, V)``, new state, attention ``(B, S)``."""
+        o, state, weights = self._step(self.embedding(prev_tokens), state)
+        return torch.log_softmax(self.out(o).float(), dim=-1), state, weights
+
+    # -- teacher forcing --------------------------------------------------------------------
+    def features(
+        self, tgt_in: torch.Tensor, state: DecoderState
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``tgt_in (B, T)`` -> attentional vectors ``(B, T, H)`` and weights ``(B, T, S)``.
+
+        Without input feeding (and for Luong or no attention) the whole target runs through one
+        RNN call and one batched attention; otherwise the decoder steps.
+        """
+        emb = self.dropout(self.embedding(tgt_in))
+        if not self.input_feeding and not self.bahdanau:
+            h, _ = self.rnn(emb, state.hidden)
+            if self.attention is None:
+                return h, None
+            context, weights = self.attention(h, state.keys, state.memory, state.mask)
+            return torch.tanh(self.combine(torch.cat([h, context], dim=-1))), weights
+        outputs, all_weights = [], []
+        for t in range(tgt_in.shape[1]):
+            o, state, weights = self._step(emb[:, t], state)
+            outputs.append(o)
+            all_weights.append(weights)
+        weights = torch.stack(all_weights, dim=1) if self.attention is not None else None
+        return torch.stack(outputs, dim=1), weights
+
+    def project(self, features: torch.Tensor) -> torch.Tensor:
+        """Attentional vectors ``(..., H)`` -> logits ``(..., V)``."""
+        return self.out(self.dropout(features))
+
+    def forward(self, tgt_in: torch.Tensor, enc: EncoderOutput) -> torch.Tensor:
+        """Teacher forcing: ``tgt_in (B, T)`` -> logits ``(B, T, V)``."""
+        features, _ = self.features(tgt_in, self.init_state(enc))
+        return self.project(features)

@@ -1,0 +1,141 @@
+"""Checkpoints: a model directory plus the trainer's state, saved and restored without pickle.
+
+Layout of a training output directory::
+
+    OUT/checkpoints/step-000500/   config.yaml, vocabularies, tokenizer models,
+                                   model.safetensors, trainer_state.safetensors/.json
+    OUT/last -> checkpoints/step-000500     (symlinks, switched atomically)
+    OUT/best -> checkpoints/step-000300
+
+Tensors (optimizer moments, torch RNG states) go to ``trainer_state.safetensors``; everything
+else (counters, schedule and early-stopping state, python/numpy RNG states, the data position)
+to ``trainer_state.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..fileio import atomic_symlink, atomic_write_bytes, atomic_write_text
+from ..modeldir import ModelBundle, ModelDirError, save_model_dir
+
+STATE_TENSORS = "trainer_state.safetensors"
+STATE_JSON = "trainer_state.json"
+
+
+def _flatten_optimizer(optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:
+    sd = optimizer.state_dict()
+    tensors, plain = {}, {}
+    for pid, values in sd["state"].items():
+        for name, value in values.items():
+            if torch.is_tensor(value):
+                tensors[f"optimizer.{pid}.{name}"] = value.detach().cpu().contiguous()
+            else:
+                plain[f"{pid}.{name}"] = value
+    return tensors, {"param_groups": sd["param_groups"], "plain": plain}
+
+
+def _unflatten_optimizer(tensors: dict, info: dict) -> dict:
+    state: dict[int, dict] = {}
+    for key, value in tensors.items():
+        if key.startswith("optimizer."):
+            _, pid, name = key.split(".", 2)
+            state.setdefault(int(pid), {})[name] = value
+    for key, value in info["plain"].items():
+        pid, name = key.split(".", 1)
+        state.setdefault(int(pid), {})[name] = value
+    groups = []
+    for group in info["param_groups"]:
+        group = dict(group)
+        if "betas" in group:
+            group["betas"] = tuple(group["betas"])
+        groups.append(group)
+    return {"state": state, "param_groups": groups}
+
+
+def rng_state() -> tuple[dict, dict]:
+    tensors = {"rng.torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng.cuda.{i}"] = s
+    py = random.getstate()
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    plain = {
+        "python": [py[0], list(py[1]), py[2]],
+        "numpy": [kind, keys.tolist(), int(pos), int(has_gauss), float(gauss)],
+    }
+    return tensors, plain
+
+
+def set_rng_state(tensors: dict, plain: dict) -> None:
+    torch.set_rng_state(tensors["rng.torch"])
+    cuda = [tensors[k] for k in sorted(k for k in tensors if k.startswith("rng.cuda."))]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda)
+    v, keys, gauss = plain["python"]
+    random.setstate((v, tuple(keys), gauss))
+    kind, keys, pos, has_gauss, g = plain["numpy"]
+    np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, g))
+
+
+def save_checkpoint(
+    out_dir: Path, bundle: ModelBundle, optimizer: torch.optim.Optimizer, state: dict,
+    is_best: bool,
+) -> Path:
+    """Write ``checkpoints/step-N`` and switch ``last`` (and ``best``) to it atomically."""
+    from safetensors.torch import save
+
+    step = state["step"]
+    name = f"step-{step:07d}"
+    target = out_dir / "checkpoints" / name
+    tmp = out_dir / "checkpoints" / f".{name}.partial"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    save_model_dir(tmp, bundle, {"step": step})
+    opt_tensors, opt_plain = _flatten_optimizer(optimizer)
+    rng_tensors, rng_plain = rng_state()
+    atomic_write_bytes(tmp / STATE_TENSORS, save({**opt_tensors, **rng_tensors}))
+    payload = {**state, "optimizer": opt_plain, "rng": rng_plain}
+    atomic_write_text(tmp / STATE_JSON, json.dumps(payload) + "\n")
+    if target.exists():
+        shutil.rmtree(target)
+    tmp.rename(target)
+    atomic_symlink(f"checkpoints/{name}", out_dir / "last")
+    if is_best:
+        atomic_symlink(f"checkpoints/{name}", out_dir / "best")
+    prune(out_dir)
+    return target
+
+
+def prune(out_dir: Path) -> None:
+    """Remove checkpoint directories that neither ``last`` nor ``best`` points to."""
+    keep = {(out_dir / link).resolve() for link in ("last", "best") if (out_dir / link).exists()}
+    for path in (out_dir / "checkpoints").iterdir():
+        if path.is_dir() and not path.name.startswith(".") and path.resolve() not in keep:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def load_trainer_state(directory: Path) -> tuple[dict, dict]:
+    """Return (tensors, json state) of a checkpoint directory."""
+    from safetensors.torch import load_file
+
+    tensors_path, json_path = directory / STATE_TENSORS, directory / STATE_JSON
+    for path in (tensors_path, json_path):
+        if not path.exists():
+            raise ModelDirError(f"{path}: missing; cannot resume from {directory}")
+    try:
+        state = json.loads(json_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ModelDirError(f"{json_path}: not valid JSON ({err})") from None
+    return load_file(str(tensors_path)), state
+
+
+def restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict, state: dict) -> None:
+    optimizer.load_state_dict(_unflatten_optimizer(tensors, state["optimizer"]))

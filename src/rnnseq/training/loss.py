@@ -1,0 +1,42 @@
+"""Masked, label-smoothed cross-entropy computed over real (non-pad) target positions only."""
+
+from __future__ import annotations
+
+import torch
+
+from ..data.vocab import PAD_ID
+
+
+def label_smoothed_nll(
+    logits: torch.Tensor, target: torch.Tensor, smoothing: float = 0.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``logits (N, V)``, ``target (N,)`` (no padding) -> (smoothed loss sum, NLL sum).
+
+    The smoothed loss is ``(1 - eps) * NLL + eps * mean over the vocabulary of -log p``; the NLL
+    sum (no smoothing) gives perplexity.
+    """
+    lprobs = torch.log_softmax(logits.float(), dim=-1)
+    nll = -lprobs.gather(-1, target[:, None]).squeeze(-1)
+    if smoothing > 0:
+        smooth = -lprobs.mean(dim=-1)
+        loss = (1.0 - smoothing) * nll + smoothing * smooth
+    else:
+        loss = nll
+    return loss.sum(), nll.sum()
+
+
+def sequence_loss(
+    model, src: torch.Tensor, src_lengths: torch.Tensor, tgt_in: torch.Tensor,
+    tgt_out: torch.Tensor, smoothing: float = 0.0,
+) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Teacher-forced loss of a batch: (smoothed loss sum, NLL sum, number of target tokens).
+
+    The output layer and softmax run only on positions where ``tgt_out`` is not ``<pad>``.
+    """
+    decoder = model.decoder
+    enc = model.encode(src, src_lengths)
+    features, _ = decoder.features(tgt_in, decoder.init_state(enc))
+    mask = tgt_out != PAD_ID
+    logits = decoder.project(features[mask])
+    loss, nll = label_smoothed_nll(logits, tgt_out[mask], smoothing)
+    return loss, nll, int(mask.sum())

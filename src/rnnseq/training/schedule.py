@@ -1,0 +1,59 @@
+"""Learning-rate schedules: constant, warmup + inverse square root, step decay, plateau.
+
+All schedules start with an optional linear warm-up. ``plateau`` multiplies the rate by
+``decay_factor`` after ``plateau_patience`` validations without improvement.
+"""
+
+from __future__ import annotations
+
+import math
+
+from ..config import TrainConfig
+
+
+class Schedule:
+    def __init__(self, cfg: TrainConfig) -> None:
+        self.cfg = cfg
+        self.plateau_scale = 1.0
+        self.plateau_best: float | None = None
+        self.plateau_bad = 0
+
+    def lr(self, step: int) -> float:
+        """Learning rate for optimizer step ``step`` (1-based)."""
+        c = self.cfg
+        warm = c.warmup_steps
+        rate = c.lr
+        if c.schedule == "inverse_sqrt":
+            rate *= math.sqrt(max(warm, 1) / max(step, warm, 1))
+        elif c.schedule == "step":
+            rate *= c.decay_factor ** (max(step - warm, 0) // c.decay_every)
+        elif c.schedule == "plateau":
+            rate *= self.plateau_scale
+        if warm and step < warm:
+            rate *= step / warm
+        return max(rate, c.min_lr) if step >= warm else rate
+
+    def report(self, value: float, higher_is_better: bool) -> bool:
+        """Tell the schedule a validation result; returns True when the rate was decayed."""
+        if self.cfg.schedule != "plateau":
+            return False
+        better = (self.plateau_best is None
+                  or (value > self.plateau_best if higher_is_better else value < self.plateau_best))
+        if better:
+            self.plateau_best, self.plateau_bad = value, 0
+            return False
+        self.plateau_bad += 1
+        if self.plateau_bad > self.cfg.plateau_patience:
+            self.plateau_scale *= self.cfg.decay_factor
+            self.plateau_bad = 0
+            return True
+        return False
+
+    def state_dict(self) -> dict:
+        return {"plateau_scale": self.plateau_scale, "plateau_best": self.plateau_best,
+                "plateau_bad": self.plateau_bad}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.plateau_scale = state["plateau_scale"]
+        self.plateau_best = state["plateau_best"]
+        self.plateau_bad = state["plateau_bad"]

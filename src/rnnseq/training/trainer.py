@@ -1,0 +1,405 @@
+"""The training loop: batches, optimisation, validation, early stopping, checkpoints, resume."""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..config import Config, ConfigError
+from ..data.batching import collate, make_batches
+from ..data.dataset import (
+    Vocabulary,
+    build_vocabulary,
+    encode_corpus,
+    load_training_data,
+)
+from ..data.tokenizers import load_tokenizer
+from ..data.vocab import Vocab
+from ..inference.translator import Translator
+from ..metrics import HIGHER_IS_BETTER, score
+from ..model.seq2seq import Seq2Seq
+from ..modeldir import ModelBundle, load_config
+from .checkpoint import load_trainer_state, restore_optimizer, save_checkpoint, set_rng_state
+from .loss import sequence_loss
+from .schedule import Schedule
+
+log = logging.getLogger("rnnseq")
+
+# Keys that may change when resuming: everything in train/decode, and where the data lives.
+# Anything else in data/model would silently change the model or its vocabulary.
+RESUME_SAFE_DATA_KEYS = {"train_src", "train_tgt", "train_tsv", "valid_src", "valid_tgt",
+                         "valid_tsv", "max_len"}
+
+
+from ..errors import TrainingError  # noqa: E402  (re-exported)
+
+
+@dataclass
+class TrainResult:
+    out_dir: Path
+    steps: int
+    best_step: int | None
+    best_value: float | None
+    metric: str
+    history: list[dict] = field(default_factory=list)
+    stop_reason: str = ""
+
+    @property
+    def best_dir(self) -> Path:
+        return self.out_dir / "best"
+
+    @property
+    def last_dir(self) -> Path:
+        return self.out_dir / "last"
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("train.device: cuda was asked for but no CUDA device is available")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def check_resume_config(saved: Config, new: Config, source: str) -> list[str]:
+    """Refuse changes that break a resumed run; return the safe changes (for the log)."""
+    changes = []
+    for section in ("data", "model", "train", "decode"):
+        old_s, new_s = saved.to_dict()[section], new.to_dict()[section]
+        for key, old in old_s.items():
+            if new_s[key] == old:
+                continue
+            dotted = f"{section}.{key}"
+            if section == "model" or (section == "data" and key not in RESUME_SAFE_DATA_KEYS):
+                raise ConfigError(
+                    f"{source}: cannot resume with {dotted} changed ({old!r} -> {new_s[key]!r}): "
+                    "it changes the model or its vocabulary. Start a new run in another "
+                    "train.out_dir instead."
+                )
+            changes.append(f"{dotted}: {old!r} -> {new_s[key]!r}")
+    return changes
+
+
+class Trainer:
+    """Trains one model as configured. ``Trainer(config).train()`` runs to the end."""
+
+    def __init__(self, config: Config, resume: bool = False) -> None:
+        self.config = config
+        self.resume = resume
+        self.out_dir = Path(config.train.out_dir)
+        self.device = resolve_device(config.train.device)
+        self.history: list[dict] = []
+
+    # -- set-up -------------------------------------------------------------------------------
+    def _prepare(self) -> None:
+        cfg = self.config
+        t = cfg.train
+        if t.threads:
+            torch.set_num_threads(t.threads)
+        last = self.out_dir / "last"
+        if self.resume:
+            if not last.exists():
+                raise TrainingError(f"--resume: {last} not found; nothing to resume")
+            saved = load_config(last)
+            for change in check_resume_config(saved, cfg, "--resume"):
+                log.info("resume: config change accepted: %s", change)
+        elif last.exists():
+            raise TrainingError(
+                f"{self.out_dir} already holds a training run ({last} exists); pass --resume "
+                "to continue it, or set train.out_dir to another directory"
+            )
+        seed_everything(t.seed)
+        train_corpus, valid_corpus = load_training_data(cfg.data)
+        if self.resume:
+            d = cfg.data
+            self.vocab = Vocabulary(
+                load_tokenizer(d.src_tokenizer, last, "src", d.src_lowercase),
+                load_tokenizer(d.tgt_tokenizer, last, "tgt", d.tgt_lowercase),
+                Vocab.load(last / "src_vocab.json"), Vocab.load(last / "tgt_vocab.json"),
+            )
+        else:
+            log.info("building tokenizers and vocabularies from %s", train_corpus.origin)
+            self.vocab = build_vocabulary(cfg.data, train_corpus)
+        log.info("vocabulary: %d source, %d target types", len(self.vocab.src_vocab),
+                 len(self.vocab.tgt_vocab))
+        self.train_data = encode_corpus(train_corpus, self.vocab, cfg.data.max_len, "training data")
+        self.valid_data = (encode_corpus(valid_corpus, self.vocab, None, "validation data")
+                           if valid_corpus is not None else None)
+        self.model = Seq2Seq(cfg, len(self.vocab.src_vocab), len(self.vocab.tgt_vocab))
+        self.model.to(self.device)
+        log.info("model: %s %s, attention %s, %s parameters", cfg.model.cell,
+                 "bidirectional" if cfg.model.bidirectional else "unidirectional",
+                 cfg.model.attention, f"{self.model.num_parameters():,}")
+        self.optimizer = self._make_optimizer()
+        self.schedule = Schedule(t)
+        self.step = 0
+        self.epoch = 0
+        self.batch_in_epoch = 0
+        self.elapsed = 0.0
+        self.best_value: float | None = None
+        self.best_step: int | None = None
+        self.bad_validations = 0
+        self.nonfinite = 0
+        if self.resume:
+            self._restore(last)
+
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        t = self.config.train
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        if t.optimizer == "adam":
+            return torch.optim.Adam(params, lr=t.lr, weight_decay=t.weight_decay)
+        if t.optimizer == "adamw":
+            return torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay)
+        return torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
+
+    def _bundle(self) -> ModelBundle:
+        v = self.vocab
+        return ModelBundle(self.config, self.model, v.src_vocab, v.tgt_vocab, v.src_tokenizer,
+                           v.tgt_tokenizer)
+
+    def _restore(self, last: Path) -> None:
+        from ..modeldir import load_model_dir
+
+        bundle = load_model_dir(last, self.device)
+        self.model.load_state_dict(bundle.model.state_dict())
+        tensors, state = load_trainer_state(last.resolve())
+        restore_optimizer(self.optimizer, tensors, state)
+        self.schedule.load_state_dict(state["schedule"])
+        self.step, self.epoch = state["step"], state["epoch"]
+        self.batch_in_epoch, self.elapsed = state["batch_in_epoch"], state["elapsed"]
+        self.best_value, self.best_step = state["best_value"], state["best_step"]
+        self.bad_validations, self.history = state["bad_validations"], state["history"]
+        self.nonfinite = state.get("nonfinite", 0)
+        set_rng_state(tensors, state["rng"])
+        log.info("resumed from %s at step %d (epoch %d, batch %d)", last.resolve(), self.step,
+                 self.epoch + 1, self.batch_in_epoch)
+
+    # -- the loop -----------------------------------------------------------------------------
+    def train(self) -> TrainResult:
+        self._prepare()
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(self.out_dir / "train.log", encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        log.addHandler(handler)
+        try:
+            return self._loop()
+        finally:
+            log.removeHandler(handler)
+            handler.close()
+
+    def _loop(self) -> TrainResult:
+        t = self.config.train
+        writer = self._tensorboard()
+        bar = self._progress_bar()
+        data = self.train_data
+        src_lens = [len(s) for s in data.src]
+        tgt_lens = [len(s) for s in data.tgt]
+        stop_reason = ""
+        window_tokens, window_loss, window_start = 0, 0.0, time.perf_counter()
+        last_saved = self.step if self.resume else -1
+        while not stop_reason:
+            if t.max_epochs is not None and self.epoch >= t.max_epochs:
+                stop_reason = f"reached train.max_epochs ({t.max_epochs})"
+                break
+            batches = make_batches(src_lens, tgt_lens, t.batch_size, t.batch_type, shuffle=True,
+                                   seed=t.seed * 100_003 + self.epoch)
+            while self.batch_in_epoch < len(batches):
+                index = batches[self.batch_in_epoch]
+                start = time.perf_counter()
+                loss, ntok = self._train_step(index)
+                self.batch_in_epoch += 1
+                self.elapsed += time.perf_counter() - start
+                if loss is not None:
+                    window_loss += loss
+                    window_tokens += ntok
+                if bar is not None:
+                    rate = window_tokens / max(time.perf_counter() - window_start, 1e-9)
+                    bar.update(1)
+                    bar.set_postfix_str(
+                        f"loss {window_loss / max(window_tokens, 1):.3f} tok/s {rate:,.0f} "
+                        f"lr {self.schedule.lr(self.step):.2e}", refresh=False)
+                if self.step % t.log_every == 0 and window_tokens:
+                    rate = window_tokens / max(time.perf_counter() - window_start, 1e-9)
+                    avg = window_loss / window_tokens
+                    log.info("step %d  epoch %d  loss %.4f  ppl %.2f  lr %.3g  %s tgt tok/s",
+                             self.step, self.epoch + 1, avg, math.exp(min(avg, 50)),
+                             self.schedule.lr(self.step), f"{rate:,.0f}")
+                    if writer:
+                        writer.add_scalar("train/loss", avg, self.step)
+                        writer.add_scalar("train/lr", self.schedule.lr(self.step), self.step)
+                        writer.add_scalar("train/tokens_per_s", rate, self.step)
+                    window_tokens, window_loss, window_start = 0, 0.0, time.perf_counter()
+                stop_reason = self._limits_reached()
+                if self.step % t.valid_every == 0 or stop_reason:
+                    stop_reason = self._validate_and_save(writer) or stop_reason
+                    last_saved = self.step
+                if stop_reason:
+                    break
+            else:
+                self.epoch += 1
+                self.batch_in_epoch = 0
+        if last_saved != self.step:
+            self._validate_and_save(writer)
+        if bar is not None:
+            bar.close()
+        if writer:
+            writer.close()
+        log.info("training stopped at step %d: %s", self.step, stop_reason)
+        if self.best_step is not None:
+            log.info("best checkpoint: %s (step %d, %s %.4f)", self.out_dir / "best",
+                     self.best_step, t.valid_metric, self.best_value)
+        return TrainResult(self.out_dir, self.step, self.best_step, self.best_value,
+                           t.valid_metric, self.history, stop_reason)
+
+    def _limits_reached(self) -> str:
+        t = self.config.train
+        if t.max_steps is not None and self.step >= t.max_steps:
+            return f"reached train.max_steps ({t.max_steps})"
+        if t.max_minutes is not None and self.elapsed >= 60 * t.max_minutes:
+            return f"reached train.max_minutes ({t.max_minutes})"
+        return ""
+
+    def _train_step(self, index: list[int]) -> tuple[float | None, int]:
+        t = self.config.train
+        data = self.train_data
+        batch = collate([data.src[i] for i in index], [data.tgt[i] for i in index], index)
+        batch = batch.to(self.device)
+        self.model.train()
+        loss_sum, nll_sum, ntok = sequence_loss(
+            self.model, batch.src, batch.src_lengths, batch.tgt_in, batch.tgt_out,
+            t.label_smoothing,
+        )
+        self.optimizer.zero_grad(set_to_none=True)
+        (loss_sum / ntok).backward()
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        if t.clip_norm:
+            norm = torch.nn.utils.clip_grad_norm_(params, t.clip_norm)
+        else:
+            norm = torch.linalg.vector_norm(
+                torch.stack([p.grad.norm() for p in params if p.grad is not None]))
+        nll = float(nll_sum)
+        if not (math.isfinite(nll) and math.isfinite(float(norm))):
+            self.nonfinite += 1
+            log.warning("step %d: non-finite loss or gradient; update skipped (%d so far)",
+                        self.step + 1, self.nonfinite)
+            self.optimizer.zero_grad(set_to_none=True)
+            return None, ntok
+        self.step += 1
+        lr = self.schedule.lr(self.step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.optimizer.step()
+        return nll, ntok
+
+    # -- validation and checkpoints ----------------------------------------------------------
+    def evaluate_loss(self) -> tuple[float, float]:
+        """(mean NLL per token, perplexity) on the validation data."""
+        data = self.valid_data
+        assert data is not None
+        self.model.eval()
+        total, tokens = 0.0, 0
+        batches = make_batches([len(s) for s in data.src], [len(s) for s in data.tgt],
+                               self.config.train.batch_size, self.config.train.batch_type)
+        with torch.no_grad():
+            for index in batches:
+                batch = collate([data.src[i] for i in index], [data.tgt[i] for i in index], index)
+                batch = batch.to(self.device)
+                _, nll, ntok = sequence_loss(self.model, batch.src, batch.src_lengths,
+                                             batch.tgt_in, batch.tgt_out)
+                total += float(nll)
+                tokens += ntok
+        mean = total / max(tokens, 1)
+        return mean, math.exp(min(mean, 50))
+
+    def _validate(self) -> dict:
+        t = self.config.train
+        result: dict = {"step": self.step}
+        if self.valid_data is None:
+            return result
+        loss, ppl = self.evaluate_loss()
+        result.update(loss=loss, ppl=ppl)
+        if t.valid_metric != "loss":
+            translator = Translator(self._bundle(), self.device)
+            hyps = translator.translate(self.valid_data.src_text, beam_size=t.valid_beam_size)
+            refs = self.valid_data.tgt_text
+            if self.config.data.tgt_lowercase:
+                refs = [r.lower() for r in refs]
+            result[t.valid_metric] = score(t.valid_metric, hyps, [[r] for r in refs]).value
+        return result
+
+    def _validate_and_save(self, writer) -> str:
+        t = self.config.train
+        result = self._validate()
+        self.history.append(result)
+        metric = t.valid_metric
+        stop = ""
+        is_best = True
+        if metric in result:
+            value = result[metric]
+            higher = HIGHER_IS_BETTER[metric]
+            is_best = (self.best_value is None
+                       or (value > self.best_value if higher else value < self.best_value))
+            if is_best:
+                self.best_value, self.best_step, self.bad_validations = value, self.step, 0
+            else:
+                self.bad_validations += 1
+            if self.schedule.report(value, higher):
+                log.info("plateau: learning rate scaled to %.3g", self.schedule.lr(self.step))
+            parts = [f"{k} {v:.4f}" for k, v in result.items() if k != "step"]
+            log.info("validation at step %d: %s%s", self.step, "  ".join(parts),
+                     "  (new best)" if is_best else f"  (best {self.best_value:.4f} at step "
+                     f"{self.best_step})")
+            if writer:
+                for k, v in result.items():
+                    if k != "step":
+                        writer.add_scalar(f"valid/{k}", v, self.step)
+            patience = t.early_stopping_patience
+            if patience is not None and self.bad_validations >= patience:
+                stop = (f"early stopping: no improvement of {metric} in {patience} validations")
+        else:  # nothing to compare on: the latest checkpoint is the best one
+            self.best_step = self.step
+        state = {
+            "step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
+            "elapsed": self.elapsed, "best_value": self.best_value, "best_step": self.best_step,
+            "bad_validations": self.bad_validations, "history": self.history,
+            "schedule": self.schedule.state_dict(), "nonfinite": self.nonfinite,
+        }
+        save_checkpoint(self.out_dir, self._bundle(), self.optimizer, state, is_best)
+        return stop
+
+    # -- reporting ------------------------------------------------------------------------------
+    def _tensorboard(self):
+        if not self.config.train.tensorboard:
+            return None
+        from torch.utils.tensorboard import SummaryWriter
+
+        return SummaryWriter(str(self.out_dir / "tensorboard"))
+
+    def _progress_bar(self):
+        import sys
+
+        t = self.config.train
+        if not t.progress or not sys.stderr.isatty():
+            return None
+        from tqdm import tqdm
+
+        return tqdm(total=t.max_steps, initial=self.step, unit="step", dynamic_ncols=True,
+                    desc="training", leave=True)
+
+
+def train(config: Config, resume: bool = False) -> TrainResult:
+    """Train a model as ``config`` says; see :class:`Trainer`."""
+    return Trainer(config, resume).train()
