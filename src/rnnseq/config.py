@@ -165,7 +165,9 @@ class Config:
         except FileNotFoundError:
             raise ConfigError(f"{path}: config file not found") from None
         except UnicodeDecodeError as err:
-            raise ConfigError(f"{path}: not valid UTF-8 ({err.reason} at byte {err.start})") from None
+            raise ConfigError(
+                f"{path}: not valid UTF-8 ({err.reason} at byte {err.start})"
+            ) from None
         raw, lines = _parse_yaml(text, str(path))
         raw = apply_overrides(raw or {}, overrides or [])
         return cls.from_dict(raw, str(path), lines)
@@ -318,10 +320,11 @@ def _check_value(section_type, f: dataclasses.Field, value, dotted: str, source:
         ) from None
     low, gt = f.metadata.get("min"), f.metadata.get("gt")
     if isinstance(value, (int, float)) and not isinstance(value, bool):
+        where = _where(source, lines, dotted)
         if low is not None and value < low:
-            raise ConfigError(f"{_where(source, lines, dotted)}{dotted} must be >= {low}, got {value}")
+            raise ConfigError(f"{where}{dotted} must be >= {low}, got {value}")
         if gt is not None and value <= gt:
-            raise ConfigError(f"{_where(source, lines, dotted)}{dotted} must be > {gt}, got {value}")
+            raise ConfigError(f"{where}{dotted} must be > {gt}, got {value}")
     return value
 
 

@@ -26,7 +26,9 @@ class Batch:
     index: list[int]
 
     def to(self, device: torch.device) -> Batch:
-        move = (lambda t: None if t is None else t.to(device, non_blocking=True))
+        def move(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.to(device, non_blocking=True)
+
         return Batch(move(self.src), self.src_lengths, move(self.tgt_in), move(self.tgt_out),
                      self.index)
 

@@ -31,7 +31,8 @@ class Vocab:
         counts = Counter(tok for sent in sentences for tok in sent)
         for special in SPECIALS:
             counts.pop(special, None)
-        kept = sorted((t for t, c in counts.items() if c >= min_freq), key=lambda t: (-counts[t], t))
+        kept = [t for t, c in counts.items() if c >= min_freq]
+        kept.sort(key=lambda t: (-counts[t], t))
         if max_size is not None:
             kept = kept[:max_size]
         return cls(list(SPECIALS) + kept)

@@ -136,7 +136,8 @@ def beam_search(
         for pos, sent in enumerate(active):
             alive_rows, alive_toks, alive_scores = [], [], []
             at_limit = t + 1 >= max_lens[sent]
-            for rank, (score, beam, tok) in enumerate(zip(s_list[pos], b_list[pos], tok_list[pos])):
+            candidates = zip(s_list[pos], b_list[pos], tok_list[pos], strict=True)
+            for rank, (score, beam, tok) in enumerate(candidates):
                 if score == float("-inf"):
                     break
                 row = pos * k + beam
@@ -150,7 +151,7 @@ def beam_search(
                     alive_toks.append(tok)
                     alive_scores.append(score)
             if at_limit:
-                for row, tok, score in zip(alive_rows, alive_toks, alive_scores):
+                for row, tok, score in zip(alive_rows, alive_toks, alive_scores, strict=True):
                     finished[sent].append(_finish(history, attn_history, row, tok, score, alpha))
             if at_limit or len(finished[sent]) >= k or not alive_rows:
                 continue

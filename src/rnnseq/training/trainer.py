@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import logging.handlers
 import math
 import random
 import time
@@ -189,10 +190,19 @@ class Trainer:
 
     # -- the loop -----------------------------------------------------------------------------
     def train(self) -> TrainResult:
-        self._prepare()
+        # Set-up messages are held in memory: nothing is written before the input is known
+        # to be valid, and then train.log gets them all.
+        memory = logging.handlers.MemoryHandler(capacity=100_000, flushLevel=logging.CRITICAL + 1)
+        log.addHandler(memory)
+        try:
+            self._prepare()
+        finally:
+            log.removeHandler(memory)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         handler = logging.FileHandler(self.out_dir / "train.log", encoding="utf-8")
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        memory.setTarget(handler)
+        memory.close()  # flushes the held records into train.log
         log.addHandler(handler)
         try:
             return self._loop()
@@ -258,9 +268,11 @@ class Trainer:
         if writer:
             writer.close()
         log.info("training stopped at step %d: %s", self.step, stop_reason)
-        if self.best_step is not None:
+        if self.best_value is not None:
             log.info("best checkpoint: %s (step %d, %s %.4f)", self.out_dir / "best",
                      self.best_step, t.valid_metric, self.best_value)
+        else:
+            log.info("no validation data: %s is the last checkpoint", self.out_dir / "best")
         return TrainResult(self.out_dir, self.step, self.best_step, self.best_value,
                            t.valid_metric, self.history, stop_reason)
 
@@ -290,7 +302,7 @@ class Trainer:
         else:
             norm = torch.linalg.vector_norm(
                 torch.stack([p.grad.norm() for p in params if p.grad is not None]))
-        nll = float(nll_sum)
+        nll = float(nll_sum.detach())
         if not (math.isfinite(nll) and math.isfinite(float(norm))):
             self.nonfinite += 1
             log.warning("step %d: non-finite loss or gradient; update skipped (%d so far)",

@@ -1,0 +1,142 @@
+"""End-to-end: train a tiny config, translate, evaluate, resume; user errors write nothing."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rnnseq.cli import main
+
+PAIRS = [("abc", "a b c"), ("cab", "c a b"), ("bca", "b c a"), ("aab", "a a b"),
+         ("bba", "b b a"), ("cca", "c c a"), ("acb", "a c b"), ("bac", "b a c")]
+
+CONFIG = """\
+data:
+  train_tsv: {d}/train.tsv
+  valid_tsv: {d}/valid.tsv
+  src_tokenizer: char
+  tgt_tokenizer: word
+model:
+  cell: gru
+  hidden_size: 32
+  embedding_size: 16
+  dropout: 0.0
+train:
+  out_dir: {d}/model
+  batch_size: 4
+  max_steps: 40
+  valid_every: 20
+  lr: 0.01
+  valid_metric: ser
+  progress: false
+decode:
+  beam_size: 3
+"""
+
+
+@pytest.fixture
+def workdir(tmp_path):
+    (tmp_path / "train.tsv").write_text("".join(f"{s}\t{t}\n" for s, t in PAIRS))
+    (tmp_path / "valid.tsv").write_text("".join(f"{s}\t{t}\n" for s, t in PAIRS[:3]))
+    (tmp_path / "config.yaml").write_text(CONFIG.format(d=tmp_path))
+    return tmp_path
+
+
+def test_train_translate_evaluate(workdir, capsys):
+    assert main(["train", str(workdir / "config.yaml")]) == 0
+    assert "rnnseq translate" in capsys.readouterr().out  # tells the user what to do next
+    model = workdir / "model" / "best"
+    assert (model / "model.safetensors").exists() and (model / "config.yaml").exists()
+    assert (workdir / "model" / "last" / "trainer_state.json").exists()
+    assert (workdir / "model" / "train.log").read_text().count("validation at step") == 2
+    (workdir / "in.txt").write_text("abc\ncab\n")
+    assert main(["translate", str(model), "-i", str(workdir / "in.txt"),
+                 "-o", str(workdir / "out.txt"), "--beam", "2"]) == 0
+    out = (workdir / "out.txt").read_text().splitlines()
+    assert len(out) == 2
+    assert main(["translate", str(model), "-i", str(workdir / "in.txt"), "--n-best", "3",
+                 "--scores"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 6 and all("\t" in line for line in lines)
+    (workdir / "ref.txt").write_text("a b c\nc a b\n")
+    assert main(["evaluate", "--hyp", str(workdir / "out.txt"), "--ref",
+                 str(workdir / "ref.txt"), "--metric", "ser", "wer", "bleu"]) == 0
+    text = capsys.readouterr().out
+    assert "SER =" in text and "WER =" in text and "BLEU =" in text and "nrefs:1" in text
+
+
+def test_resume_continues_and_refuses_breaking_changes(workdir, capsys):
+    config = str(workdir / "config.yaml")
+    assert main(["train", config, "--set", "train.max_steps=20"]) == 0
+    # a second run into the same directory needs --resume
+    assert main(["train", config]) == 2
+    assert "pass --resume" in capsys.readouterr().err
+    assert main(["train", config, "--resume", "--set", "model.hidden_size=64"]) == 2
+    assert "model.hidden_size changed" in capsys.readouterr().err
+    assert main(["train", config, "--resume"]) == 0
+    log = (workdir / "model" / "train.log").read_text()
+    assert "resumed from" in log and "at step 20" in log
+    assert "config change accepted: train.max_steps: 20 -> 40" in log
+    assert "training stopped at step 40" in log
+
+
+def test_exact_resume_gives_identical_weights(workdir):
+    from safetensors.torch import load_file
+
+    config = str(workdir / "config.yaml")
+    assert main(["train", config, "--set", "train.max_steps=30", "--set", "train.valid_every=10",
+                 "--out", str(workdir / "straight")]) == 0
+    assert main(["train", config, "--set", "train.max_steps=10", "--set", "train.valid_every=10",
+                 "--out", str(workdir / "split")]) == 0
+    assert main(["train", config, "--resume", "--set", "train.max_steps=30", "--set",
+                 "train.valid_every=10", "--out", str(workdir / "split")]) == 0
+    a = load_file(str(workdir / "straight" / "last" / "model.safetensors"))
+    b = load_file(str(workdir / "split" / "last" / "model.safetensors"))
+    assert a.keys() == b.keys()
+    for name in a:
+        assert a[name].equal(b[name]), name
+
+
+def test_invalid_input_writes_nothing(tmp_path, capsys):
+    (tmp_path / "a.src").write_text("x\ny\n")
+    (tmp_path / "a.tgt").write_text("x\n")
+    (tmp_path / "c.yaml").write_text(
+        f"data:\n  train_src: {tmp_path}/a.src\n  train_tgt: {tmp_path}/a.tgt\n"
+        f"train:\n  out_dir: {tmp_path}/out\n")
+    assert main(["train", str(tmp_path / "c.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "a.src has 2 lines" in err and "a.tgt has 1" in err
+    assert not (tmp_path / "out").exists()
+    (tmp_path / "bad.yaml").write_text("model:\n  cell: lstn\n")
+    assert main(["train", str(tmp_path / "bad.yaml")]) == 2
+    assert "model.cell" in capsys.readouterr().err
+
+
+def test_translate_errors_leave_no_output(workdir, capsys):
+    assert main(["translate", str(workdir / "nope"), "-i", "x", "-o",
+                 str(workdir / "o.txt")]) == 2
+    assert "model directory not found" in capsys.readouterr().err
+    assert not (workdir / "o.txt").exists()
+
+
+def test_evaluate_line_count_mismatch(tmp_path, capsys):
+    (tmp_path / "h").write_text("a\nb\n")
+    (tmp_path / "r").write_text("a\n")
+    assert main(["evaluate", "--hyp", str(tmp_path / "h"), "--ref", str(tmp_path / "r"),
+                 "--metric", "wer"]) == 2
+    assert "line counts differ" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_console_script_streams_stdin(workdir):
+    assert main(["train", str(workdir / "config.yaml"), "--set", "train.max_steps=5"]) == 0
+    exe = Path(sys.executable).parent / "rnnseq"
+    proc = subprocess.run(
+        [str(exe), "translate", str(workdir / "model" / "best"), "--beam", "1"],
+        input="abc\nbca\n", capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert len(proc.stdout.splitlines()) == 2

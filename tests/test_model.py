@@ -1,0 +1,117 @@
+"""Numerical properties of encoder, attention and decoder, for every cell and attention type."""
+
+import pytest
+import torch
+
+from rnnseq.data.batching import collate
+from rnnseq.training.loss import sequence_loss
+
+from .conftest import tiny_model, variants
+
+SRC = [[4, 5, 6, 7, 8], [9, 10], [11]]
+TGT = [[5, 6, 7], [8, 9, 10, 11, 12], [13]]
+
+
+def batch():
+    return collate(SRC, TGT, list(range(len(SRC))))
+
+
+@pytest.mark.parametrize("cell, attention, feed", variants())
+def test_encoder_padding_invariance(cell, attention, feed):
+    model = tiny_model(cell, attention, feed)
+    b = batch()
+    enc = model.encode(b.src, b.src_lengths)
+    for row, seq in enumerate(SRC):
+        alone = collate([seq], None, [0])
+        one = model.encode(alone.src, alone.src_lengths)
+        n = len(seq)
+        torch.testing.assert_close(enc.memory[row, :n], one.memory[0, :n])
+        assert torch.all(enc.memory[row, n:] == 0)
+        assert enc.mask[row].sum() == n
+        states = enc.state if isinstance(enc.state, tuple) else (enc.state,)
+        single = one.state if isinstance(one.state, tuple) else (one.state,)
+        for s, t in zip(states, single, strict=True):
+            torch.testing.assert_close(s[:, row], t[:, 0])
+
+
+@pytest.mark.parametrize("cell, attention, feed", variants())
+def test_decoder_padding_invariance(cell, attention, feed):
+    """A sentence's logits are the same alone or next to longer sentences."""
+    model = tiny_model(cell, attention, feed)
+    b = batch()
+    logits = model(b.src, b.src_lengths, b.tgt_in)
+    for row, (s, t) in enumerate(zip(SRC, TGT, strict=True)):
+        one = collate([s], [t], [0])
+        single = model(one.src, one.src_lengths, one.tgt_in)
+        torch.testing.assert_close(logits[row, : len(t) + 1], single[0], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("cell, attention, feed", variants())
+def test_forward_agrees_with_step(cell, attention, feed):
+    model = tiny_model(cell, attention, feed)
+    b = batch()
+    enc = model.encode(b.src, b.src_lengths)
+    logits = model.decoder(b.tgt_in, enc)
+    state = model.init_state(enc)
+    for t in range(b.tgt_in.shape[1]):
+        log_probs, state, _ = model.decoder.step(b.tgt_in[:, t], state)
+        torch.testing.assert_close(log_probs, torch.log_softmax(logits[:, t], -1),
+                                   rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("cell, attention, feed", [v for v in variants() if v[1] != "none"])
+def test_attention_weights_sum_to_one_and_ignore_padding(cell, attention, feed):
+    model = tiny_model(cell, attention, feed)
+    b = batch()
+    enc = model.encode(b.src, b.src_lengths)
+    _, weights = model.decoder.features(b.tgt_in, model.init_state(enc))
+    assert weights.shape == (3, b.tgt_in.shape[1], b.src.shape[1])
+    torch.testing.assert_close(weights.sum(-1), torch.ones(weights.shape[:2]))
+    pad = ~enc.mask[:, None, :].expand_as(weights)
+    assert torch.all(weights[pad] == 0)
+
+
+def test_empty_source_is_handled():
+    model = tiny_model("lstm", "luong_general")
+    b = collate([[], [4, 5]], [[5], [6]], [0, 1])
+    logits = model(b.src, b.src_lengths, b.tgt_in)
+    assert torch.isfinite(logits).all()
+
+
+@pytest.mark.parametrize("cell, attention, feed", variants())
+def test_gradients_reach_every_parameter(cell, attention, feed):
+    model = tiny_model(cell, attention, feed, bridge="linear").train()
+    b = batch()
+    loss, _, n = sequence_loss(model, b.src, b.src_lengths, b.tgt_in, b.tgt_out, 0.1)
+    (loss / n).backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None, f"no gradient for {name}"
+        assert p.grad.abs().sum() > 0, f"zero gradient for {name}"
+
+
+def test_tied_and_shared_embeddings():
+    model = tiny_model("lstm", "luong_general", vocab=(20, 20), embedding_size=16,
+                       tie_embeddings=True)
+    assert model.decoder.out.weight is model.decoder.embedding.weight
+    from rnnseq.config import Config
+    from rnnseq.model.seq2seq import Seq2Seq
+
+    config = Config.from_dict({"data": {"shared_vocab": True},
+                               "model": {"share_embeddings": True, "hidden_size": 16,
+                                         "embedding_size": 16, "tie_embeddings": True}})
+    shared = Seq2Seq(config, 20, 20)
+    assert shared.encoder.embedding is shared.decoder.embedding
+    n_unique = sum(p.numel() for p in shared.parameters())
+    assert shared.num_parameters() == n_unique
+
+
+def test_label_smoothing_loss_matches_definition():
+    from rnnseq.training.loss import label_smoothed_nll
+
+    logits = torch.randn(5, 7)
+    target = torch.tensor([0, 3, 6, 2, 1])
+    loss, nll = label_smoothed_nll(logits, target, 0.1)
+    ref = torch.nn.functional.cross_entropy(logits, target, label_smoothing=0.1, reduction="sum")
+    torch.testing.assert_close(loss, ref)
+    torch.testing.assert_close(nll, torch.nn.functional.cross_entropy(logits, target,
+                                                                      reduction="sum"))
