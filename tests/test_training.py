@@ -1,0 +1,88 @@
+"""Schedules, early stopping, TensorBoard output and data errors at the training entry point."""
+
+import pytest
+
+from rnnseq.config import Config, TrainConfig
+from rnnseq.data.corpus import DataError
+from rnnseq.training.schedule import Schedule
+from rnnseq.training.trainer import train
+
+from .conftest import write_tsv
+
+PAIRS = [("a b", "b a"), ("b c", "c b"), ("c a", "a c"), ("a a", "a a")] * 3
+
+
+def config(tmp_path, **train_cfg):
+    write_tsv(tmp_path / "train.tsv", PAIRS)
+    write_tsv(tmp_path / "valid.tsv", PAIRS[:4])
+    raw = {
+        "data": {"train_tsv": str(tmp_path / "train.tsv"),
+                 "valid_tsv": str(tmp_path / "valid.tsv")},
+        "model": {"cell": "gru", "hidden_size": 16, "embedding_size": 8},
+        "train": {"out_dir": str(tmp_path / "out"), "batch_size": 4, "max_steps": 20,
+                  "valid_every": 5, "progress": False, **train_cfg},
+    }
+    return Config.from_dict(raw)
+
+
+def test_schedules():
+    constant = Schedule(TrainConfig(lr=1.0, warmup_steps=4))
+    assert [constant.lr(s) for s in (1, 2, 4, 100)] == [0.25, 0.5, 1.0, 1.0]
+    inv = Schedule(TrainConfig(lr=1.0, schedule="inverse_sqrt", warmup_steps=4))
+    assert inv.lr(2) == pytest.approx(0.5) and inv.lr(4) == 1.0 and inv.lr(16) == 0.5
+    step = Schedule(TrainConfig(lr=1.0, schedule="step", decay_every=10, decay_factor=0.5))
+    assert [step.lr(s) for s in (1, 9, 10, 25)] == [1.0, 1.0, 0.5, 0.25]
+    plateau = Schedule(TrainConfig(lr=1.0, schedule="plateau", plateau_patience=1,
+                                   decay_factor=0.1, min_lr=0.05))
+    assert not plateau.report(3.0, higher_is_better=False)
+    assert not plateau.report(3.5, higher_is_better=False)  # 1 bad: within patience
+    assert plateau.report(3.2, higher_is_better=False)      # 2 bad: decay
+    assert plateau.lr(50) == pytest.approx(0.1)
+    plateau.report(9, False)
+    plateau.report(9, False)
+    assert plateau.lr(50) == 0.05  # floored at min_lr
+    again = Schedule(plateau.cfg)
+    again.load_state_dict(plateau.state_dict())
+    assert again.lr(50) == plateau.lr(50)
+
+
+def test_early_stopping(tmp_path):
+    cfg = config(tmp_path, max_steps=400, valid_every=2, early_stopping_patience=2, lr=0.5,
+                 optimizer="sgd")
+    result = train(cfg)
+    assert result.stop_reason.startswith("early stopping")
+    assert result.steps < 400
+    assert (tmp_path / "out" / "best").resolve().name == f"step-{result.best_step:07d}"
+    # only the checkpoints that last and best point to are kept
+    kept = {p.name for p in (tmp_path / "out" / "checkpoints").iterdir()}
+    assert kept == {f"step-{result.best_step:07d}", f"step-{result.steps:07d}"}
+
+
+def test_tensorboard_events_written(tmp_path):
+    train(config(tmp_path, tensorboard=True, log_every=5))
+    events = list((tmp_path / "out" / "tensorboard").glob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 0
+
+
+def test_max_epochs_and_token_batches(tmp_path):
+    result = train(config(tmp_path, max_steps=None, max_epochs=2, batch_type="tokens",
+                          batch_size=12))
+    assert result.stop_reason == "reached train.max_epochs (2)"
+    assert result.steps >= 4
+
+
+@pytest.mark.parametrize(
+    "content, pattern",
+    [
+        (b"a b\tb a\nno tab\n", r"train\.tsv:2: expected exactly one tab"),
+        (b"a b\tb a\n\xfe\tx\n", r"train\.tsv:2: invalid UTF-8"),
+        (b"", r"train\.tsv is empty"),
+        (b"\t\n \t \n", r"no usable pairs left"),
+    ],
+)
+def test_bad_training_data_writes_nothing(tmp_path, content, pattern):
+    cfg = config(tmp_path)
+    (tmp_path / "train.tsv").write_bytes(content)
+    with pytest.raises(DataError, match=pattern):
+        train(cfg)
+    assert not (tmp_path / "out").exists()
