@@ -36,22 +36,47 @@ class Dataset:
         return len(self.src)
 
 
-def build_vocabulary(cfg: DataConfig, corpus: ParallelCorpus) -> Vocabulary:
-    """Train tokenizers (SentencePiece) and build vocabularies from the training corpus."""
+@dataclass
+class TokenizedCorpus:
+    """A corpus with both sides tokenized, before filtering."""
+
+    corpus: ParallelCorpus
+    src: list[list[str]]
+    tgt: list[list[str]]
+
+
+def tokenize_corpus(
+    corpus: ParallelCorpus, src_tokenizer: Tokenizer, tgt_tokenizer: Tokenizer
+) -> TokenizedCorpus:
+    return TokenizedCorpus(corpus, [src_tokenizer.encode(s) for s in corpus.src],
+                           [tgt_tokenizer.encode(t) for t in corpus.tgt])
+
+
+def build_tokenizers(cfg: DataConfig, corpus: ParallelCorpus) -> tuple[Tokenizer, Tokenizer]:
+    """Source and target tokenizers; SentencePiece models are trained on ``corpus``."""
     kw = dict(vocab_size=cfg.spm_vocab_size, model_type=cfg.spm_model_type)
     if cfg.shared_vocab:
-        src_tok = tgt_tok = build_tokenizer(
-            cfg.src_tokenizer, corpus.src + corpus.tgt, lowercase=cfg.src_lowercase, **kw)
-    else:
-        src_tok = build_tokenizer(cfg.src_tokenizer, corpus.src, lowercase=cfg.src_lowercase,
-                                  **kw)
-        tgt_tok = build_tokenizer(cfg.tgt_tokenizer, corpus.tgt, lowercase=cfg.tgt_lowercase,
-                                  **kw)
-    src_tokens = [src_tok.encode(s) for s in corpus.src]
-    tgt_tokens = [tgt_tok.encode(t) for t in corpus.tgt]
-    keep, _ = filter_pairs(src_tokens, tgt_tokens, cfg.max_len)
-    src_tokens = [src_tokens[i] for i in keep]
-    tgt_tokens = [tgt_tokens[i] for i in keep]
+        shared = build_tokenizer(cfg.src_tokenizer, corpus.src + corpus.tgt,
+                                 lowercase=cfg.src_lowercase, **kw)
+        return shared, shared
+    return (build_tokenizer(cfg.src_tokenizer, corpus.src, lowercase=cfg.src_lowercase, **kw),
+            build_tokenizer(cfg.tgt_tokenizer, corpus.tgt, lowercase=cfg.tgt_lowercase, **kw))
+
+
+def build_vocabulary(cfg: DataConfig, corpus: ParallelCorpus) -> Vocabulary:
+    """Train tokenizers (SentencePiece) and build vocabularies from the training corpus."""
+    src_tok, tgt_tok = build_tokenizers(cfg, corpus)
+    return vocabulary_from_tokens(cfg, tokenize_corpus(corpus, src_tok, tgt_tok), src_tok,
+                                  tgt_tok)
+
+
+def vocabulary_from_tokens(
+    cfg: DataConfig, tokens: TokenizedCorpus, src_tok: Tokenizer, tgt_tok: Tokenizer
+) -> Vocabulary:
+    """Vocabularies over the pairs that survive filtering (``min_freq``, ``max_vocab``)."""
+    keep, _ = filter_pairs(tokens.src, tokens.tgt, cfg.max_len)
+    src_tokens = [tokens.src[i] for i in keep]
+    tgt_tokens = [tokens.tgt[i] for i in keep]
     if cfg.shared_vocab:
         src_vocab = tgt_vocab = Vocab.build(src_tokens + tgt_tokens, cfg.min_freq, cfg.max_vocab)
     else:
@@ -61,21 +86,22 @@ def build_vocabulary(cfg: DataConfig, corpus: ParallelCorpus) -> Vocabulary:
 
 
 def encode_corpus(
-    corpus: ParallelCorpus, vocab: Vocabulary, max_len: int | None, what: str
+    corpus: ParallelCorpus | TokenizedCorpus, vocab: Vocabulary, max_len: int | None, what: str
 ) -> Dataset:
-    """Tokenize and map to ids; drop (and log) empty and over-long pairs."""
-    src_tokens = [vocab.src_tokenizer.encode(s) for s in corpus.src]
-    tgt_tokens = [vocab.tgt_tokenizer.encode(t) for t in corpus.tgt]
-    keep, report = filter_pairs(src_tokens, tgt_tokens, max_len)
-    log.info("%s (%s): %s", what, corpus.origin, report)
+    """Map to ids (tokenizing first if needed); drop (and log) empty and over-long pairs."""
+    tokens = (corpus if isinstance(corpus, TokenizedCorpus)
+              else tokenize_corpus(corpus, vocab.src_tokenizer, vocab.tgt_tokenizer))
+    raw = tokens.corpus
+    keep, report = filter_pairs(tokens.src, tokens.tgt, max_len)
+    log.info("%s (%s): %s", what, raw.origin, report)
     if not keep:
-        raise DataError(f"{what} ({corpus.origin}): no usable pairs left after filtering "
+        raise DataError(f"{what} ({raw.origin}): no usable pairs left after filtering "
                         f"({report})")
     return Dataset(
-        [vocab.src_vocab.encode(src_tokens[i]) for i in keep],
-        [vocab.tgt_vocab.encode(tgt_tokens[i]) for i in keep],
-        [corpus.src[i] for i in keep],
-        [corpus.tgt[i] for i in keep],
+        [vocab.src_vocab.encode(tokens.src[i]) for i in keep],
+        [vocab.tgt_vocab.encode(tokens.tgt[i]) for i in keep],
+        [raw.src[i] for i in keep],
+        [raw.tgt[i] for i in keep],
     )
 
 

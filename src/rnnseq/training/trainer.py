@@ -17,9 +17,11 @@ from ..config import Config, ConfigError
 from ..data.batching import collate, make_batches
 from ..data.dataset import (
     Vocabulary,
-    build_vocabulary,
+    build_tokenizers,
     encode_corpus,
     load_training_data,
+    tokenize_corpus,
+    vocabulary_from_tokens,
 )
 from ..data.tokenizers import load_tokenizer
 from ..data.vocab import Vocab
@@ -124,19 +126,23 @@ class Trainer:
             )
         seed_everything(t.seed)
         train_corpus, valid_corpus = load_training_data(cfg.data)
+        d = cfg.data
         if self.resume:
-            d = cfg.data
             self.vocab = Vocabulary(
                 load_tokenizer(d.src_tokenizer, last, "src", d.src_lowercase),
                 load_tokenizer(d.tgt_tokenizer, last, "tgt", d.tgt_lowercase),
                 Vocab.load(last / "src_vocab.json"), Vocab.load(last / "tgt_vocab.json"),
             )
+            tokens = tokenize_corpus(train_corpus, self.vocab.src_tokenizer,
+                                     self.vocab.tgt_tokenizer)
         else:
             log.info("building tokenizers and vocabularies from %s", train_corpus.origin)
-            self.vocab = build_vocabulary(cfg.data, train_corpus)
+            src_tok, tgt_tok = build_tokenizers(d, train_corpus)
+            tokens = tokenize_corpus(train_corpus, src_tok, tgt_tok)
+            self.vocab = vocabulary_from_tokens(d, tokens, src_tok, tgt_tok)
         log.info("vocabulary: %d source, %d target types", len(self.vocab.src_vocab),
                  len(self.vocab.tgt_vocab))
-        self.train_data = encode_corpus(train_corpus, self.vocab, cfg.data.max_len, "training data")
+        self.train_data = encode_corpus(tokens, self.vocab, d.max_len, "training data")
         self.valid_data = (encode_corpus(valid_corpus, self.vocab, None, "validation data")
                            if valid_corpus is not None else None)
         self.model = Seq2Seq(cfg, len(self.vocab.src_vocab), len(self.vocab.tgt_vocab))
