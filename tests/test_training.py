@@ -1,5 +1,7 @@
 """Schedules, early stopping, TensorBoard output and data errors at the training entry point."""
 
+import logging
+
 import pytest
 
 from rnnseq.config import Config, TrainConfig
@@ -47,11 +49,13 @@ def test_schedules():
 
 
 def test_early_stopping(tmp_path):
+    logging.getLogger("rnnseq").setLevel(logging.WARNING)  # a library user's quiet setting
     cfg = config(tmp_path, max_steps=400, valid_every=2, early_stopping_patience=2, lr=0.5,
                  optimizer="sgd")
     result = train(cfg)
     assert result.stop_reason.startswith("early stopping")
     assert result.steps < 400
+    assert "early stopping" in (tmp_path / "out" / "train.log").read_text()
     assert (tmp_path / "out" / "best").resolve().name == f"step-{result.best_step:07d}"
     # only the checkpoints that last and best point to are kept
     kept = {p.name for p in (tmp_path / "out" / "checkpoints").iterdir()}

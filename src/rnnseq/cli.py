@@ -41,11 +41,13 @@ class _TqdmHandler(logging.Handler):
 
 def setup_logging(quiet: bool = False) -> None:
     logger = logging.getLogger("rnnseq")
-    logger.setLevel(logging.WARNING if quiet else logging.INFO)
-    if not any(isinstance(h, _TqdmHandler) for h in logger.handlers):
+    logger.setLevel(logging.INFO)  # train.log gets everything; the terminal may get less
+    handler = next((h for h in logger.handlers if isinstance(h, _TqdmHandler)), None)
+    if handler is None:
         handler = _TqdmHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
         logger.addHandler(handler)
+    handler.setLevel(logging.WARNING if quiet else logging.INFO)
     logger.propagate = False
 
 

@@ -64,8 +64,16 @@ def write_splits(workdir: Path, quick: bool) -> dict:
     return splits
 
 
+def fresh_model_dir(workdir: Path) -> Path:
+    """``workdir/model``, or ``model-2``, ``model-3``... so a re-run keeps earlier models."""
+    candidate, n = workdir / "model", 1
+    while candidate.exists():
+        n += 1
+        candidate = workdir / f"model-{n}"
+    return candidate
+
+
 def run_demo(workdir: Path, steps: int | None = None, quick: bool = False) -> int:
-    from .errors import TrainingError
     from .inference.translator import load
     from .metrics import score
     from .training.trainer import train
@@ -78,10 +86,7 @@ def run_demo(workdir: Path, steps: int | None = None, quick: bool = False) -> in
     log.info("words: %d train, %d dev (validation uses the first 1000), %d test",
              sizes["train"], sizes["dev"], sizes["test"])
     config = demo_config(workdir, steps, quick)
-    if (Path(config.train.out_dir) / "last").exists():
-        raise TrainingError(
-            f"{config.train.out_dir} already holds a demo model; remove it or pass --out DIR"
-        )
+    config.train.out_dir = str(fresh_model_dir(workdir))
     train(config)
     model_dir = Path(config.train.out_dir) / "best"
     translator = load(str(model_dir))

@@ -200,8 +200,14 @@ class Trainer:
         # to be valid, and then train.log gets them all.
         memory = logging.handlers.MemoryHandler(capacity=100_000, flushLevel=logging.CRITICAL + 1)
         log.addHandler(memory)
+        level = log.level
+        if log.getEffectiveLevel() > logging.INFO:
+            log.setLevel(logging.INFO)  # train.log always gets the full record
         try:
             self._prepare()
+        except BaseException:
+            log.setLevel(level)
+            raise
         finally:
             log.removeHandler(memory)
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -215,6 +221,7 @@ class Trainer:
         finally:
             log.removeHandler(handler)
             handler.close()
+            log.setLevel(level)
 
     def _loop(self) -> TrainResult:
         t = self.config.train
