@@ -90,3 +90,50 @@ def test_bad_training_data_writes_nothing(tmp_path, content, pattern):
     with pytest.raises(DataError, match=pattern):
         train(cfg)
     assert not (tmp_path / "out").exists()
+
+
+def _nan_after(monkeypatch, bad_calls):
+    """Make the loss NaN on the given (1-based) training-step calls."""
+    import rnnseq.training.trainer as trainer_module
+
+    real = trainer_module.sequence_loss
+    calls = {"n": 0}
+
+    def patched(model, *args, **kwargs):
+        loss, nll, n = real(model, *args, **kwargs)
+        if model.training:
+            calls["n"] += 1
+            if calls["n"] in bad_calls:
+                return loss * float("nan"), nll * float("nan"), n
+        return loss, nll, n
+
+    monkeypatch.setattr(trainer_module, "sequence_loss", patched)
+
+
+def test_nonfinite_loss_skips_the_update(tmp_path, monkeypatch, caplog):
+    _nan_after(monkeypatch, {3, 4})
+    with caplog.at_level(logging.WARNING, logger="rnnseq"):
+        result = train(config(tmp_path, max_steps=10))
+    assert result.steps == 10  # two batches skipped, ten real updates
+    assert caplog.text.count("non-finite loss or gradient; update skipped") == 2
+    import json
+
+    state = json.loads((tmp_path / "out" / "last" / "trainer_state.json").read_text())
+    assert state["nonfinite"] == 2
+
+
+def test_too_many_nonfinite_losses_stop_and_keep_last_checkpoint(tmp_path, monkeypatch):
+    from rnnseq.errors import TrainingError
+    from rnnseq.modeldir import load_model_dir
+
+    _nan_after(monkeypatch, set(range(6, 100)))
+    with pytest.raises(TrainingError, match="3 consecutive non-finite.*train.max_nonfinite"):
+        train(config(tmp_path, max_steps=50, valid_every=5, max_nonfinite=3))
+    assert (tmp_path / "out" / "last").resolve().name == "step-0000005"
+    load_model_dir(tmp_path / "out" / "last")
+
+
+def test_max_minutes(tmp_path):
+    result = train(config(tmp_path, max_steps=None, max_minutes=1e-6))
+    assert result.stop_reason == "reached train.max_minutes (1e-06)"
+    assert result.steps == 1

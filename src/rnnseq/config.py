@@ -85,7 +85,9 @@ class TrainConfig:
     batch_type: Literal["sentences", "tokens"] = _f("sentences")
     max_steps: int | None = _f(10000, min=1)
     max_epochs: int | None = _f(None, min=1)
-    max_minutes: float | None = _f(None, gt=0.0, help="stop after this much training time")
+    max_minutes: float | None = _f(
+        None, gt=0.0, help="stop after this much wall-clock time (validation included)"
+    )
     optimizer: Literal["adam", "adamw", "sgd"] = _f("adam")
     lr: float = _f(1e-3, gt=0.0)
     weight_decay: float = _f(0.0, min=0.0)
@@ -97,6 +99,9 @@ class TrainConfig:
     plateau_patience: int = _f(2, min=0, help="plateau schedule: validations without gain")
     min_lr: float = _f(0.0, min=0.0)
     clip_norm: float | None = _f(5.0, gt=0.0)
+    max_nonfinite: int = _f(
+        10, min=1, help="stop after this many consecutive non-finite losses/gradients"
+    )
     label_smoothing: float = _f(0.1, min=0.0)
     valid_every: int = _f(500, min=1)
     valid_metric: Literal["bleu", "chrf", "ser", "wer", "cer", "loss"] = _f("loss")

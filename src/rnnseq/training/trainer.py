@@ -155,11 +155,12 @@ class Trainer:
         self.step = 0
         self.epoch = 0
         self.batch_in_epoch = 0
-        self.elapsed = 0.0
+        self.elapsed_before = 0.0
         self.best_value: float | None = None
         self.best_step: int | None = None
         self.bad_validations = 0
         self.nonfinite = 0
+        self.consecutive_nonfinite = 0
         if self.resume:
             self._restore(last)
 
@@ -186,7 +187,7 @@ class Trainer:
         restore_optimizer(self.optimizer, tensors, state)
         self.schedule.load_state_dict(state["schedule"])
         self.step, self.epoch = state["step"], state["epoch"]
-        self.batch_in_epoch, self.elapsed = state["batch_in_epoch"], state["elapsed"]
+        self.batch_in_epoch, self.elapsed_before = state["batch_in_epoch"], state["elapsed"]
         self.best_value, self.best_step = state["best_value"], state["best_step"]
         self.bad_validations, self.history = state["bad_validations"], state["history"]
         self.nonfinite = state.get("nonfinite", 0)
@@ -225,6 +226,7 @@ class Trainer:
 
     def _loop(self) -> TrainResult:
         t = self.config.train
+        self.started = time.perf_counter()
         writer = self._tensorboard()
         bar = self._progress_bar()
         data = self.train_data
@@ -241,13 +243,12 @@ class Trainer:
                                    seed=t.seed * 100_003 + self.epoch)
             while self.batch_in_epoch < len(batches):
                 index = batches[self.batch_in_epoch]
-                start = time.perf_counter()
                 loss, ntok = self._train_step(index)
                 self.batch_in_epoch += 1
-                self.elapsed += time.perf_counter() - start
-                if loss is not None:
-                    window_loss += loss
-                    window_tokens += ntok
+                if loss is None:  # update skipped: non-finite loss or gradient
+                    continue
+                window_loss += loss
+                window_tokens += ntok
                 if bar is not None:
                     rate = window_tokens / max(time.perf_counter() - window_start, 1e-9)
                     bar.update(1)
@@ -269,6 +270,7 @@ class Trainer:
                 if self.step % t.valid_every == 0 or stop_reason:
                     stop_reason = self._validate_and_save(writer) or stop_reason
                     last_saved = self.step
+                    window_start = time.perf_counter()  # keep validation out of tok/s
                 if stop_reason:
                     break
             else:
@@ -288,6 +290,11 @@ class Trainer:
             log.info("no validation data: %s is the last checkpoint", self.out_dir / "best")
         return TrainResult(self.out_dir, self.step, self.best_step, self.best_value,
                            t.valid_metric, self.history, stop_reason)
+
+    @property
+    def elapsed(self) -> float:
+        """Wall-clock seconds of training so far, validation included, across resumes."""
+        return self.elapsed_before + time.perf_counter() - self.started
 
     def _limits_reached(self) -> str:
         t = self.config.train
@@ -318,10 +325,19 @@ class Trainer:
         nll = float(nll_sum.detach())
         if not (math.isfinite(nll) and math.isfinite(float(norm))):
             self.nonfinite += 1
+            self.consecutive_nonfinite += 1
             log.warning("step %d: non-finite loss or gradient; update skipped (%d so far)",
                         self.step + 1, self.nonfinite)
             self.optimizer.zero_grad(set_to_none=True)
+            if self.consecutive_nonfinite >= t.max_nonfinite:
+                raise TrainingError(
+                    f"{self.consecutive_nonfinite} consecutive non-finite losses or gradients "
+                    f"(train.max_nonfinite); stopped at step {self.step}. The last good "
+                    f"checkpoint is {self.out_dir / 'last'}. Try a lower train.lr or "
+                    "train.clip_norm."
+                )
             return None, ntok
+        self.consecutive_nonfinite = 0
         self.step += 1
         lr = self.schedule.lr(self.step)
         for group in self.optimizer.param_groups:
