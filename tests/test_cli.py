@@ -140,3 +140,37 @@ def test_console_script_streams_stdin(workdir):
     )
     assert proc.returncode == 0, proc.stderr
     assert len(proc.stdout.splitlines()) == 2
+
+
+def test_stream_to_files_is_atomic(workdir, monkeypatch, capsys):
+    import io
+    import json
+
+    assert main(["train", str(workdir / "config.yaml"), "--set", "train.max_steps=5"]) == 0
+    model = str(workdir / "model" / "best")
+    monkeypatch.setattr("sys.stdin", io.StringIO("abc\nbca\n\n"))
+    out, attn = workdir / "stream.txt", workdir / "attn.jsonl"
+    assert main(["translate", model, "-o", str(out), "--attention", str(attn)]) == 0
+    assert len(out.read_text().splitlines()) == 3
+    records = [json.loads(line) for line in attn.read_text().splitlines()]
+    assert records[0]["source"] == "abc"
+    assert len(records[0]["attention"]) >= 1 and len(records[0]["attention"][0]) == 3
+
+    # a failure part-way leaves no output file at all
+    from rnnseq.inference import translator as translator_module
+
+    calls = {"n": 0}
+    real = translator_module.Translator.translate_nbest
+
+    def failing(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("simulated crash")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(translator_module.Translator, "translate_nbest", failing)
+    monkeypatch.setattr("sys.stdin", io.StringIO("abc\nbca\n"))
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        main(["translate", model, "-o", str(workdir / "partial.txt")])
+    assert not (workdir / "partial.txt").exists()
+    assert not list(workdir.glob(".partial.txt.*"))

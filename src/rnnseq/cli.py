@@ -76,6 +76,7 @@ def _format(translations, scores: bool) -> list[str]:
 
 
 def cmd_translate(args: argparse.Namespace) -> int:
+    import contextlib
     import json
 
     from .data.corpus import read_lines
@@ -90,9 +91,11 @@ def cmd_translate(args: argparse.Namespace) -> int:
                   batch_size=args.batch_size, return_attention=bool(args.attention))
 
     if args.input is None:  # stream: one line in, its translation(s) out, flushed
-        attn_out = open(args.attention, "w", encoding="utf-8") if args.attention else None
-        out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
-        try:
+        with contextlib.ExitStack() as stack:
+            # Files named with -o/--attention appear only once the input has ended: a crash
+            # or an interrupt never leaves a truncated file that looks complete.
+            out = stack.enter_context(atomic_open(args.output)) if args.output else sys.stdout
+            attn_out = stack.enter_context(atomic_open(args.attention)) if args.attention else None
             for line in sys.stdin:
                 line = line.rstrip("\r\n")
                 result = translator.translate_nbest([line], **kwargs)[0]
@@ -100,11 +103,6 @@ def cmd_translate(args: argparse.Namespace) -> int:
                 out.flush()
                 if attn_out:
                     attn_out.write(json.dumps(_attention_record(line, result[0])) + "\n")
-        finally:
-            if attn_out:
-                attn_out.close()
-            if args.output:
-                out.close()
         return 0
 
     sentences = [s.strip() for s in read_lines(args.input)]
