@@ -16,7 +16,7 @@ from rnnseq.data.tokenizers import (
     WordTokenizer,
     load_tokenizer,
 )
-from rnnseq.data.vocab import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Vocab
+from rnnseq.data.vocab import BOS_ID, EOS_ID, PAD_ID, SPECIALS, UNK_ID, Vocab
 
 
 def test_line_count_mismatch_names_both_files(tmp_path):
@@ -114,6 +114,7 @@ def test_vocab_build_save_load(tmp_path):
     vocab = Vocab.build([["b", "a", "a"], ["c", "a", "b"]], min_freq=2)
     assert vocab.itos == ["<pad>", "<unk>", "<s>", "</s>", "a", "b"]
     assert vocab.encode(["a", "zzz"]) == [4, UNK_ID]
+    assert vocab.encode(["</s>", "<pad>", "<s>"]) == [UNK_ID] * 3  # text, not control ids
     assert vocab.decode([4, 5, EOS_ID, 4]) == ["a", "b"]
     assert Vocab.build([["a", "b", "b"]], max_size=1).itos[4:] == ["b"]
     vocab.save(tmp_path / "v.json")
@@ -153,3 +154,27 @@ def test_batches_cover_everything_once_and_respect_budget():
     real = sum(tgt[i] + 1 for b in sentences for i in b)
     padded = sum(len(b) * max(tgt[i] + 1 for i in b) for b in sentences)
     assert real / padded > 0.9
+
+
+@pytest.fixture(scope="module")
+def spm_with_byte_fallback():
+    return SentencePieceTokenizer.train(TEXTS, vocab_size=600)
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=st.text(max_size=40))
+def test_every_tokenizer_survives_any_text(spm_with_byte_fallback, text):
+    """Random unicode -> tokens -> ids -> tokens -> text never crashes and round-trips where
+    the tokenizer promises it: char and SentencePiece with byte fallback exactly, word up to
+    whitespace."""
+    for tok in (CharTokenizer(), WordTokenizer(), spm_with_byte_fallback):
+        tokens = tok.encode(text)
+        vocab = Vocab.build([tokens])
+        back = vocab.decode(vocab.encode(tokens))
+        assert back == [t if t not in SPECIALS else "<unk>" for t in tokens]
+        if any(t in SPECIALS for t in tokens):
+            continue
+        if tok.kind == "word":
+            assert tok.decode(back) == " ".join(text.split())
+        else:
+            assert tok.decode(back) == text

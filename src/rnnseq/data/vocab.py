@@ -22,6 +22,8 @@ class Vocab:
             raise ValueError("a vocabulary must not hold a token twice")
         self.itos = list(tokens)
         self.stoi = {t: i for i, t in enumerate(self.itos)}
+        # Text that happens to contain "</s>" or "<pad>" must not produce control ids.
+        self._text_ids = {t: i for t, i in self.stoi.items() if t not in SPECIALS}
 
     @classmethod
     def build(
@@ -41,7 +43,8 @@ class Vocab:
         return len(self.itos)
 
     def encode(self, tokens: Sequence[str]) -> list[int]:
-        get = self.stoi.get
+        """Tokens to ids; unknown tokens, and special-token strings in text, become ``<unk>``."""
+        get = self._text_ids.get
         return [get(t, UNK_ID) for t in tokens]
 
     def decode(self, ids: Iterable[int]) -> list[str]:
