@@ -117,3 +117,18 @@ def test_api_translate_returns_strings_and_scores(tmp_path):
     assert len(out) == 2 and all(isinstance(s, str) for s in out)
     scored = translator.translate(["Ein Mann."], return_scores=True)
     assert isinstance(scored[0][1], float)
+
+
+@pytest.mark.parametrize("beam", [1, 4])
+def test_translator_output_independent_of_batch_size(beam):
+    translator = Translator(make_bundle())
+    sentences = ["Ein Mann fährt.", "", "E", "Zwei Hunde spielen im Schnee, und ein Kind liest.",
+                 "Die Sonne scheint.", "x"]
+    reference = translator.translate_nbest(sentences, beam_size=beam, batch_size=1)
+    for batch_size in (2, 4, 64):
+        for max_tokens in (8, 10_000):
+            out = translator.translate_nbest(sentences, beam_size=beam, batch_size=batch_size,
+                                             max_batch_tokens=max_tokens)
+            for a, b in zip(reference, out, strict=True):
+                assert a[0].tokens == b[0].tokens
+                assert a[0].score == pytest.approx(b[0].score, abs=1e-5)
