@@ -26,7 +26,7 @@ def test_quick_demo(tmp_path, capsys):
     assert main(["demo", "--quick", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "SER" in out and "PER" in out and "PYTHON" in out
-    assert f"rnnseq translate {tmp_path}/model/best" in out
+    assert f"translate {tmp_path}/model/best" in out
     assert (tmp_path / "model" / "best" / "model.safetensors").exists()
     # a second run keeps the first model
     assert main(["demo", "--quick", "--out", str(tmp_path), "--steps", "2"]) == 0

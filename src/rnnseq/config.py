@@ -17,15 +17,14 @@ from typing import Any, Literal
 
 import yaml
 
+from .errors import ConfigError
+
 FORMAT_VERSION = 1
 
 CELLS = ("rnn", "lstm", "gru")
 ATTENTIONS = ("none", "bahdanau", "luong_dot", "luong_general", "luong_concat")
 TOKENIZERS = ("char", "word", "sentencepiece")
 METRICS = ("bleu", "chrf", "ser", "wer", "cer", "loss")
-
-
-from .errors import ConfigError  # noqa: E402  (re-exported)
 
 
 def _f(default: Any, *, min: float | None = None, gt: float | None = None, help: str = ""):
@@ -103,7 +102,10 @@ class TrainConfig:
         10, min=1, help="stop after this many consecutive non-finite losses/gradients"
     )
     label_smoothing: float = _f(0.1, min=0.0)
-    valid_every: int = _f(500, min=1)
+    valid_every: int = _f(500, min=1, help="validate and checkpoint every N steps")
+    save_every: int | None = _f(
+        None, min=1, help="also checkpoint (without validating) every N steps"
+    )
     valid_metric: Literal["bleu", "chrf", "ser", "wer", "cer", "loss"] = _f("loss")
     valid_beam_size: int | None = _f(
         None, min=1, help="beam size when decoding for validation (default decode.beam_size)"

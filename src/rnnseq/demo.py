@@ -16,7 +16,7 @@ from .config import Config
 
 log = logging.getLogger("rnnseq")
 
-DEMO_STEPS = 3000
+DEMO_STEPS = 7000
 EXAMPLES = ["python", "sequence", "recurrent", "tokenizer", "photosynthesis"]
 
 
@@ -64,6 +64,18 @@ def write_splits(workdir: Path, quick: bool) -> dict:
     return splits
 
 
+def command_name() -> str:
+    """``rnnseq`` if that is on PATH and is this installation, else its full path."""
+    import shutil
+    import sys
+
+    here = Path(sys.executable).parent / "rnnseq"
+    found = shutil.which("rnnseq")
+    if found and here.exists() and Path(found).resolve() == here.resolve():
+        return "rnnseq"
+    return str(here) if here.exists() else "rnnseq"
+
+
 def fresh_model_dir(workdir: Path) -> Path:
     """``workdir/model``, or ``model-2``, ``model-3``... so a re-run keeps earlier models."""
     candidate, n = workdir / "model", 1
@@ -108,7 +120,8 @@ def run_demo(workdir: Path, steps: int | None = None, quick: bool = False) -> in
     for word, pron in zip(examples, translator.translate(examples), strict=True):
         print(f"  {word.upper():<16} -> {pron}")
     print(f"total time {total / 60:.1f} min")
+    exe = command_name()
     print(f"model saved in {model_dir}; use it with:")
-    print(f"  echo python | rnnseq translate {model_dir}")
-    print(f"  rnnseq translate {model_dir} -i words.txt -o prons.txt --beam 5")
+    print(f"  echo python | {exe} translate {model_dir}")
+    print(f"  {exe} translate {model_dir} -i words.txt -o prons.txt --beam 5")
     return 0

@@ -15,15 +15,13 @@ import torch
 from .config import Config, ConfigError
 from .data.tokenizers import Tokenizer, load_tokenizer
 from .data.vocab import Vocab
+from .errors import ModelDirError
 from .fileio import atomic_write_bytes, atomic_write_text
 
 CONFIG_FILE = "config.yaml"
 WEIGHTS_FILE = "model.safetensors"
 META_FILE = "meta.json"
 PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".bin", ".ckpt")
-
-
-from .errors import ModelDirError  # noqa: E402  (re-exported)
 
 
 @dataclass

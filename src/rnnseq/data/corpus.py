@@ -7,10 +7,9 @@ import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import DataError
+
 log = logging.getLogger(__name__)
-
-
-from ..errors import DataError  # noqa: E402  (re-exported)
 
 
 def read_lines(path: str | Path) -> list[str]:

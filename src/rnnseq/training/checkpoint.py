@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..faults import fault_point
 from ..fileio import atomic_symlink, atomic_write_bytes, atomic_write_text
 from ..modeldir import ModelBundle, ModelDirError, save_model_dir
 
@@ -99,6 +100,7 @@ def save_checkpoint(
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     save_model_dir(tmp, bundle, {"step": step})
+    fault_point("checkpoint")  # a kill here leaves only a .partial directory behind
     opt_tensors, opt_plain = _flatten_optimizer(optimizer)
     rng_tensors, rng_plain = rng_state()
     atomic_write_bytes(tmp / STATE_TENSORS, save({**opt_tensors, **rng_tensors}))
@@ -107,6 +109,7 @@ def save_checkpoint(
     if target.exists():
         shutil.rmtree(target)
     tmp.rename(target)
+    fault_point("checkpoint-switch")  # complete directory, symlinks not yet switched
     atomic_symlink(f"checkpoints/{name}", out_dir / "last")
     if is_best:
         atomic_symlink(f"checkpoints/{name}", out_dir / "best")

@@ -25,6 +25,8 @@ from ..data.dataset import (
 )
 from ..data.tokenizers import load_tokenizer
 from ..data.vocab import Vocab
+from ..errors import TrainingError
+from ..faults import fault_point
 from ..inference.translator import Translator
 from ..metrics import HIGHER_IS_BETTER, score
 from ..model.seq2seq import Seq2Seq
@@ -39,9 +41,6 @@ log = logging.getLogger("rnnseq")
 # Anything else in data/model would silently change the model or its vocabulary.
 RESUME_SAFE_DATA_KEYS = {"train_src", "train_tgt", "train_tsv", "valid_src", "valid_tgt",
                          "valid_tsv", "max_len"}
-
-
-from ..errors import TrainingError  # noqa: E402  (re-exported)
 
 
 @dataclass
@@ -267,17 +266,21 @@ class Trainer:
                         writer.add_scalar("train/tokens_per_s", rate, self.step)
                     window_tokens, window_loss, window_start = 0, 0.0, time.perf_counter()
                 stop_reason = self._limits_reached()
+                pause = time.perf_counter()
                 if self.step % t.valid_every == 0 or stop_reason:
-                    stop_reason = self._validate_and_save(writer) or stop_reason
+                    stop_reason = self._checkpoint(writer) or stop_reason
                     last_saved = self.step
-                    window_start = time.perf_counter()  # keep validation out of tok/s
+                elif t.save_every and self.step % t.save_every == 0:
+                    self._checkpoint(writer, validate=False)
+                    last_saved = self.step
+                window_start += time.perf_counter() - pause  # keep checkpoints out of tok/s
                 if stop_reason:
                     break
             else:
                 self.epoch += 1
                 self.batch_in_epoch = 0
         if last_saved != self.step:
-            self._validate_and_save(writer)
+            self._checkpoint(writer)
         if bar is not None:
             bar.close()
         if writer:
@@ -305,6 +308,7 @@ class Trainer:
         return ""
 
     def _train_step(self, index: list[int]) -> tuple[float | None, int]:
+        fault_point("step")
         t = self.config.train
         data = self.train_data
         batch = collate([data.src[i] for i in index], [data.tgt[i] for i in index], index)
@@ -370,6 +374,7 @@ class Trainer:
         result: dict = {"step": self.step}
         if self.valid_data is None:
             return result
+        fault_point("validation")
         loss, ppl = self.evaluate_loss()
         result.update(loss=loss, ppl=ppl)
         if t.valid_metric != "loss":
@@ -381,13 +386,15 @@ class Trainer:
             result[t.valid_metric] = score(t.valid_metric, hyps, [[r] for r in refs]).value
         return result
 
-    def _validate_and_save(self, writer) -> str:
+    def _checkpoint(self, writer, validate: bool = True) -> str:
+        """Validate (unless told not to) and save; returns a stop reason or ''."""
         t = self.config.train
-        result = self._validate()
-        self.history.append(result)
+        result = self._validate() if validate else {}
+        if validate:
+            self.history.append(result)
         metric = t.valid_metric
         stop = ""
-        is_best = True
+        is_best = self.valid_data is None  # nothing to compare on: the latest is the best
         if metric in result:
             value = result[metric]
             higher = HIGHER_IS_BETTER[metric]
@@ -410,7 +417,7 @@ class Trainer:
             patience = t.early_stopping_patience
             if patience is not None and self.bad_validations >= patience:
                 stop = (f"early stopping: no improvement of {metric} in {patience} validations")
-        else:  # nothing to compare on: the latest checkpoint is the best one
+        elif is_best:
             self.best_step = self.step
         state = {
             "step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
