@@ -126,6 +126,9 @@ class DecodeConfig:
     max_length_ratio: float = _f(2.0, gt=0.0, help="output at most ratio*source+5 tokens")
     max_length: int = _f(250, min=1, help="hard cap on output length")
     batch_size: int = _f(64, min=1, help="sentences per decoding batch")
+    max_input_len: int = _f(
+        1000, min=1, help="longer inputs are truncated to this many tokens, with a warning"
+    )
     max_batch_tokens: int = _f(8192, min=1, help="source tokens per decoding batch")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import torch
@@ -10,6 +11,8 @@ from ..data.batching import collate, make_batches
 from ..errors import UsageError
 from ..modeldir import ModelBundle
 from .search import Hypothesis, beam_search, greedy_search, max_lengths
+
+log = logging.getLogger("rnnseq")
 
 
 @dataclass
@@ -60,8 +63,12 @@ class Translator:
         if n_best < 1 or n_best > beam:
             raise UsageError(f"n_best must be between 1 and the beam size ({beam}), got {n_best}")
         src_tok, src_vocab = self.bundle.src_tokenizer, self.bundle.src_vocab
-        src_tokens = [src_tok.encode(s) for s in sentences]
-        src_ids = [src_vocab.encode(t) for t in src_tokens]
+        src_ids = [src_vocab.encode(src_tok.encode(s)) for s in sentences]
+        for i, ids in enumerate(src_ids):
+            if len(ids) > dc.max_input_len:
+                log.warning("input %d has %d tokens; translating its first %d "
+                            "(decode.max_input_len)", i + 1, len(ids), dc.max_input_len)
+                src_ids[i] = ids[: dc.max_input_len]
         batches = make_batches(
             [len(s) for s in src_ids], None, max_batch_tokens or dc.max_batch_tokens, "tokens"
         )

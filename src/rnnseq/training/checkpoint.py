@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..errors import OutputError
 from ..faults import fault_point
 from ..fileio import atomic_symlink, atomic_write_bytes, atomic_write_text
 from ..modeldir import ModelBundle, ModelDirError, save_model_dir
@@ -96,19 +97,25 @@ def save_checkpoint(
     name = f"step-{step:07d}"
     target = out_dir / "checkpoints" / name
     tmp = out_dir / "checkpoints" / f".{name}.partial"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    save_model_dir(tmp, bundle, {"step": step})
-    fault_point("checkpoint")  # a kill here leaves only a .partial directory behind
-    opt_tensors, opt_plain = _flatten_optimizer(optimizer)
-    rng_tensors, rng_plain = rng_state()
-    atomic_write_bytes(tmp / STATE_TENSORS, save({**opt_tensors, **rng_tensors}))
-    payload = {**state, "optimizer": opt_plain, "rng": rng_plain}
-    atomic_write_text(tmp / STATE_JSON, json.dumps(payload) + "\n")
-    if target.exists():
-        shutil.rmtree(target)
-    tmp.rename(target)
+    try:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
+        save_model_dir(tmp, bundle, {"step": step})
+        fault_point("checkpoint")  # a kill here leaves only a .partial directory behind
+        opt_tensors, opt_plain = _flatten_optimizer(optimizer)
+        rng_tensors, rng_plain = rng_state()
+        atomic_write_bytes(tmp / STATE_TENSORS, save({**opt_tensors, **rng_tensors}))
+        payload = {**state, "optimizer": opt_plain, "rng": rng_plain}
+        atomic_write_text(tmp / STATE_JSON, json.dumps(payload) + "\n")
+        if target.exists():
+            shutil.rmtree(target)
+        tmp.rename(target)
+    except OSError as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(err, OutputError):
+            raise
+        raise OutputError(f"cannot write checkpoint {target}: {err.strerror or err}") from err
     fault_point("checkpoint-switch")  # complete directory, symlinks not yet switched
     atomic_symlink(f"checkpoints/{name}", out_dir / "last")
     if is_best:

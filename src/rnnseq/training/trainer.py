@@ -25,7 +25,7 @@ from ..data.dataset import (
 )
 from ..data.tokenizers import load_tokenizer
 from ..data.vocab import Vocab
-from ..errors import TrainingError
+from ..errors import OutputError, TrainingError
 from ..faults import fault_point
 from ..inference.translator import Translator
 from ..metrics import HIGHER_IS_BETTER, score
@@ -210,8 +210,13 @@ class Trainer:
             raise
         finally:
             log.removeHandler(memory)
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        handler = logging.FileHandler(self.out_dir / "train.log", encoding="utf-8")
+        try:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            handler = logging.FileHandler(self.out_dir / "train.log", encoding="utf-8")
+        except OSError as err:
+            log.setLevel(level)
+            raise OutputError(f"cannot write to train.out_dir {self.out_dir}: "
+                              f"{err.strerror or err}") from None
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         memory.setTarget(handler)
         memory.close()  # flushes the held records into train.log
@@ -425,7 +430,13 @@ class Trainer:
             "bad_validations": self.bad_validations, "history": self.history,
             "schedule": self.schedule.state_dict(), "nonfinite": self.nonfinite,
         }
-        save_checkpoint(self.out_dir, self._bundle(), self.optimizer, state, is_best)
+        try:
+            save_checkpoint(self.out_dir, self._bundle(), self.optimizer, state, is_best)
+        except OutputError as err:
+            last = self.out_dir / "last"
+            kept = f"{last} -> {last.resolve().name}" if last.exists() else "none yet"
+            raise TrainingError(f"{err}. Stopped at step {self.step}; the last complete "
+                                f"checkpoint is kept ({kept}).") from None
         return stop
 
     # -- reporting ------------------------------------------------------------------------------
