@@ -98,3 +98,19 @@ def test_read_only_translate_output(tmp_path, monkeypatch, capsys):
                  "-o", str(out)]) == 2
     assert f"cannot write {out}: Permission denied" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_translation_batches_respect_the_token_budget(monkeypatch):
+    translator = Translator(make_bundle())
+    seen = []
+    real = translator._search
+
+    def spy(batch, *args):
+        seen.append(tuple(batch.src.shape))
+        return real(batch, *args)
+
+    monkeypatch.setattr(translator, "_search", spy)
+    sentences = [("Ein Mann " * (i % 7 + 1)).strip() for i in range(40)]
+    translator.translate(sentences, beam_size=1, max_batch_tokens=64)
+    assert len(seen) > 1
+    assert all(rows * width <= 64 or rows == 1 for rows, width in seen)

@@ -82,6 +82,8 @@ def test_max_epochs_and_token_batches(tmp_path):
         (b"a b\tb a\n\xfe\tx\n", r"train\.tsv:2: invalid UTF-8"),
         (b"", r"train\.tsv is empty"),
         (b"\t\n \t \n", r"no usable pairs left"),
+        (b"a b\tb a\nc\x00\td\n", r"train\.tsv:2: contains a NUL byte"),
+        (b"\xef\xbb\xbfa b\tb a\r\nno tab\r\n", r"train\.tsv:2: expected exactly one tab"),
     ],
 )
 def test_bad_training_data_writes_nothing(tmp_path, content, pattern):

@@ -38,12 +38,12 @@ class Translator:
     def translate(
         self, sentences: list[str], *, beam_size: int | None = None,
         length_penalty: float | None = None, return_scores: bool = False,
-        batch_size: int | None = None,
+        batch_size: int | None = None, max_batch_tokens: int | None = None,
     ) -> list[str] | list[tuple[str, float]]:
         """Best translation of each sentence, in input order (with its score on request)."""
         results = self.translate_nbest(
             sentences, beam_size=beam_size, n_best=1, length_penalty=length_penalty,
-            batch_size=batch_size,
+            batch_size=batch_size, max_batch_tokens=max_batch_tokens,
         )
         if return_scores:
             return [(r[0].text, r[0].score) for r in results]
