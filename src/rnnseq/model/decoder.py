@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from .attention import make_attention
+from .cells import SteppedRNN
 from .encoder import EncoderOutput
 from .rnn import State, make_rnn, map_state, top_hidden
 
@@ -110,36 +111,43 @@ class Decoder(nn.Module):
         return DecoderState(hidden, feed, enc.memory, keys, enc.mask)
 
     # -- one step ---------------------------------------------------------------------------
-    def _step(
-        self, emb: torch.Tensor, state: DecoderState
-    ) -> tuple[torch.Tensor, DecoderState, torch.Tensor | None]:
-        """``emb (B, E)`` -> attentional vector ``o (B, H)``, new state, weights ``(B, S)``."""
-        parts = [emb]
-        weights = context = None
+    def _extra_input(self, hidden, feed, state: DecoderState):
+        """The step's RNN input beyond the embedding: Bahdanau context and/or the fed vector.
+
+        Returns ``(extra (B, X) | None, context (B, Hm) | None, weights (B, S) | None)``.
+        """
+        parts, context, weights = [], None, None
         if self.bahdanau:
-            query = top_hidden(state.hidden)[:, None, :]
+            query = top_hidden(hidden)[:, None, :]
             context, weights = self.attention(query, state.keys, state.memory, state.mask)
-            parts.append(context[:, 0])
+            context, weights = context[:, 0], weights[:, 0]
+            parts.append(context)
         if self.input_feeding:
-            parts.append(state.feed)
-        x = torch.cat(parts, dim=-1) if len(parts) > 1 else emb
-        h, hidden = self.rnn(x[:, None, :], state.hidden)
+            parts.append(feed)
+        extra = torch.cat(parts, dim=-1) if len(parts) > 1 else (parts[0] if parts else None)
+        return extra, context, weights
+
+    def _output(self, h, context, weights, state: DecoderState):
+        """RNN output ``h (B, H)`` -> attentional vector ``o (B, H)`` and weights ``(B, S)``."""
         if self.attention is None:
-            o = h[:, 0]
-        else:
-            if not self.bahdanau:
-                context, weights = self.attention(h, state.keys, state.memory, state.mask)
-            o = torch.tanh(self.combine(torch.cat([h[:, 0], context[:, 0]], dim=-1)))
-        new = DecoderState(hidden, o if self.input_feeding else None, state.memory, state.keys,
-                           state.mask)
-        return o, new, None if weights is None else weights[:, 0]
+            return h, None
+        if not self.bahdanau:
+            context, weights = self.attention(h[:, None, :], state.keys, state.memory, state.mask)
+            context, weights = context[:, 0], weights[:, 0]
+        return torch.tanh(self.combine(torch.cat([h, context], dim=-1))), weights
 
     def step(
         self, prev_tokens: torch.Tensor, state: DecoderState
     ) -> tuple[torch.Tensor, DecoderState, torch.Tensor | None]:
         """``prev_tokens (B,)`` -> ``log_probs (B, V)``, new state, attention ``(B, S)``."""
-        o, state, weights = self._step(self.embedding(prev_tokens), state)
-        return torch.log_softmax(self.out(o).float(), dim=-1), state, weights
+        emb = self.embedding(prev_tokens)
+        extra, context, weights = self._extra_input(state.hidden, state.feed, state)
+        x = emb if extra is None else torch.cat([emb, extra], dim=-1)
+        h, hidden = self.rnn(x[:, None, :], state.hidden)
+        o, weights = self._output(h[:, 0], context, weights, state)
+        new = DecoderState(hidden, o if self.input_feeding else None, state.memory, state.keys,
+                           state.mask)
+        return torch.log_softmax(self.out(o).float(), dim=-1), new, weights
 
     # -- teacher forcing --------------------------------------------------------------------
     def features(
@@ -148,7 +156,8 @@ class Decoder(nn.Module):
         """``tgt_in (B, T)`` -> attentional vectors ``(B, T, H)`` and weights ``(B, T, S)``.
 
         Without input feeding (and for Luong or no attention) the whole target runs through one
-        RNN call and one batched attention; otherwise the decoder steps.
+        RNN call and one batched attention. Otherwise the decoder steps, with the embedding part
+        of the first layer's input projection computed for all steps in one multiply.
         """
         emb = self.dropout(self.embedding(tgt_in))
         if not self.input_feeding and not self.bahdanau:
@@ -157,9 +166,16 @@ class Decoder(nn.Module):
                 return h, None
             context, weights = self.attention(h, state.keys, state.memory, state.mask)
             return torch.tanh(self.combine(torch.cat([h, context], dim=-1))), weights
+        stepped = SteppedRNN(self.rnn, emb.shape[-1])
+        pre = stepped.precompute(emb)
+        layer_weights = stepped.weights()
+        hidden, feed = state.hidden, state.feed
         outputs, all_weights = [], []
         for t in range(tgt_in.shape[1]):
-            o, state, weights = self._step(emb[:, t], state)
+            extra, context, weights = self._extra_input(hidden, feed, state)
+            h, hidden = stepped.step(pre[:, t], extra, hidden, layer_weights, self.training)
+            o, weights = self._output(h, context, weights, state)
+            feed = o
             outputs.append(o)
             all_weights.append(weights)
         weights = torch.stack(all_weights, dim=1) if self.attention is not None else None

@@ -167,9 +167,9 @@ class Trainer:
         t = self.config.train
         params = [p for p in self.model.parameters() if p.requires_grad]
         if t.optimizer == "adam":
-            return torch.optim.Adam(params, lr=t.lr, weight_decay=t.weight_decay)
+            return torch.optim.Adam(params, lr=t.lr, weight_decay=t.weight_decay, fused=True)
         if t.optimizer == "adamw":
-            return torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay)
+            return torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay, fused=True)
         return torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
 
     def _bundle(self) -> ModelBundle:
