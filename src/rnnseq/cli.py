@@ -84,7 +84,7 @@ def cmd_translate(args: argparse.Namespace) -> int:
     from .fileio import atomic_open
     from .inference.translator import load
 
-    translator = load(args.model, device=args.device)
+    translator = load(args.model, device=args.device, precision=args.precision)
     if args.n_best > (args.beam or translator.config.decode.beam_size):
         raise UsageError(f"--n-best ({args.n_best}) cannot exceed the beam size")
     kwargs = dict(beam_size=args.beam, n_best=args.n_best, length_penalty=args.length_penalty,
@@ -203,6 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--attention", metavar="FILE",
                    help="write attention weights of the best hypothesis as JSON lines")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
+                   help="bf16 autocast runs faster on CPUs with bf16 support; fp16 is GPU only")
     p.set_defaults(func=cmd_translate)
 
     p = sub.add_parser("evaluate", help="score hypotheses against references",

@@ -80,6 +80,9 @@ class TrainConfig:
     seed: int = _f(1)
     device: Literal["auto", "cpu", "cuda"] = _f("auto")
     threads: int | None = _f(None, min=1, help="torch intra-op threads on CPU")
+    precision: Literal["fp32", "bf16", "fp16"] = _f(
+        "fp32", help="bf16: autocast on CPU or GPU; fp16: autocast + loss scaling, GPU only"
+    )
     batch_size: int = _f(64, min=1)
     batch_type: Literal["sentences", "tokens"] = _f("sentences")
     max_steps: int | None = _f(10000, min=1)

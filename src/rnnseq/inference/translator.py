@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 
@@ -29,10 +30,15 @@ class Translation:
 class Translator:
     """Translate strings with a loaded model (see :func:`rnnseq.load`)."""
 
-    def __init__(self, bundle: ModelBundle, device: str | torch.device = "cpu") -> None:
+    def __init__(
+        self, bundle: ModelBundle, device: str | torch.device = "cpu", precision: str = "fp32"
+    ) -> None:
+        if precision not in ("fp32", "bf16", "fp16"):
+            raise UsageError(f"precision must be fp32, bf16 or fp16, got {precision!r}")
         self.bundle = bundle
         self.config = bundle.config
         self.device = torch.device(device)
+        self.precision = precision
         self.model = bundle.model.to(self.device).eval()
 
     def translate(
@@ -85,13 +91,16 @@ class Translator:
     @torch.no_grad()
     def _search(self, batch, beam, n_best, alpha, return_attention) -> list[list[Hypothesis]]:
         dc = self.config.decode
-        enc = self.model.encode(batch.src, batch.src_lengths)
-        state = self.model.init_state(enc)
-        limits = max_lengths(batch.src_lengths, dc.max_length_ratio, dc.max_length)
-        if beam == 1:
-            return greedy_search(self.model.decoder, state, limits, alpha, return_attention)
-        return beam_search(self.model.decoder, state, limits, beam, n_best, alpha,
-                           return_attention)
+        cast = (contextlib.nullcontext() if self.precision == "fp32" else torch.autocast(
+            self.device.type, dtype=torch.bfloat16 if self.precision == "bf16" else torch.float16))
+        with cast:
+            enc = self.model.encode(batch.src, batch.src_lengths)
+            state = self.model.init_state(enc)
+            limits = max_lengths(batch.src_lengths, dc.max_length_ratio, dc.max_length)
+            if beam == 1:
+                return greedy_search(self.model.decoder, state, limits, alpha, return_attention)
+            return beam_search(self.model.decoder, state, limits, beam, n_best, alpha,
+                               return_attention)
 
     def _to_translation(self, hyp: Hypothesis) -> Translation:
         tokens = self.bundle.tgt_vocab.decode(hyp.tokens)
@@ -100,8 +109,8 @@ class Translator:
                            hyp.log_prob, attention)
 
 
-def load(path: str, device: str = "cpu") -> Translator:
-    """Load a model directory and return a :class:`Translator`."""
+def load(path: str, device: str = "cpu", precision: str = "fp32") -> Translator:
+    """Load a model directory and return a :class:`Translator` (``precision``: fp32 or bf16)."""
     from ..modeldir import load_model_dir
 
-    return Translator(load_model_dir(path, device), device)
+    return Translator(load_model_dir(path, device), device, precision)

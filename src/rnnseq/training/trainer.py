@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import logging.handlers
 import math
@@ -62,11 +63,21 @@ class TrainResult:
         return self.out_dir / "last"
 
 
-def resolve_device(name: str) -> torch.device:
+def autocast(device: torch.device, precision: str):
+    """Mixed-precision context: bf16 (CPU or GPU) or fp16 (GPU); a no-op for fp32."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def resolve_device(name: str, precision: str = "fp32") -> torch.device:
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("train.device: cuda was asked for but no CUDA device is available")
+    if precision == "fp16" and name != "cuda":
+        raise ConfigError("train.precision: fp16 needs a CUDA device; use bf16 on CPU")
     return torch.device(name)
 
 
@@ -102,7 +113,7 @@ class Trainer:
         self.config = config
         self.resume = resume
         self.out_dir = Path(config.train.out_dir)
-        self.device = resolve_device(config.train.device)
+        self.device = resolve_device(config.train.device, config.train.precision)
         self.history: list[dict] = []
 
     # -- set-up -------------------------------------------------------------------------------
@@ -150,6 +161,8 @@ class Trainer:
                  "bidirectional" if cfg.model.bidirectional else "unidirectional",
                  cfg.model.attention, f"{self.model.num_parameters():,}")
         self.optimizer = self._make_optimizer()
+        self.scaler = (torch.amp.GradScaler(self.device.type) if t.precision == "fp16"
+                       else None)
         self.schedule = Schedule(t)
         self.step = 0
         self.epoch = 0
@@ -190,6 +203,8 @@ class Trainer:
         self.best_value, self.best_step = state["best_value"], state["best_step"]
         self.bad_validations, self.history = state["bad_validations"], state["history"]
         self.nonfinite = state.get("nonfinite", 0)
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
         set_rng_state(tensors, state["rng"])
         log.info("resumed from %s at step %d (epoch %d, batch %d)", last.resolve(), self.step,
                  self.epoch + 1, self.batch_in_epoch)
@@ -319,12 +334,17 @@ class Trainer:
         batch = collate([data.src[i] for i in index], [data.tgt[i] for i in index], index)
         batch = batch.to(self.device)
         self.model.train()
-        loss_sum, nll_sum, ntok = sequence_loss(
-            self.model, batch.src, batch.src_lengths, batch.tgt_in, batch.tgt_out,
-            t.label_smoothing,
-        )
+        with autocast(self.device, t.precision):
+            loss_sum, nll_sum, ntok = sequence_loss(
+                self.model, batch.src, batch.src_lengths, batch.tgt_in, batch.tgt_out,
+                t.label_smoothing,
+            )
         self.optimizer.zero_grad(set_to_none=True)
-        (loss_sum / ntok).backward()
+        if self.scaler is not None:  # fp16: scale the loss, then unscale before clipping
+            self.scaler.scale(loss_sum / ntok).backward()
+            self.scaler.unscale_(self.optimizer)
+        else:
+            (loss_sum / ntok).backward()
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
         if t.clip_norm:
             norm = torch.nn.utils.clip_grad_norm_(params, t.clip_norm)
@@ -332,12 +352,17 @@ class Trainer:
             norm = torch.linalg.vector_norm(
                 torch.stack([p.grad.norm() for p in params if p.grad is not None]))
         nll = float(nll_sum.detach())
-        if not (math.isfinite(nll) and math.isfinite(float(norm))):
+        # With fp16 an overflowing gradient is routine: the scaler skips that update and
+        # lowers its scale. Only a non-finite loss counts as a fault then.
+        grad_ok = self.scaler is not None or math.isfinite(float(norm))
+        if not (math.isfinite(nll) and grad_ok):
             self.nonfinite += 1
             self.consecutive_nonfinite += 1
             log.warning("step %d: non-finite loss or gradient; update skipped (%d so far)",
                         self.step + 1, self.nonfinite)
             self.optimizer.zero_grad(set_to_none=True)
+            if self.scaler is not None:
+                self.scaler.update()
             if self.consecutive_nonfinite >= t.max_nonfinite:
                 raise TrainingError(
                     f"{self.consecutive_nonfinite} consecutive non-finite losses or gradients "
@@ -351,7 +376,11 @@ class Trainer:
         lr = self.schedule.lr(self.step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        self.optimizer.step()
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
         return nll, ntok
 
     # -- validation and checkpoints ----------------------------------------------------------
@@ -367,8 +396,9 @@ class Trainer:
             for index in batches:
                 batch = collate([data.src[i] for i in index], [data.tgt[i] for i in index], index)
                 batch = batch.to(self.device)
-                _, nll, ntok = sequence_loss(self.model, batch.src, batch.src_lengths,
-                                             batch.tgt_in, batch.tgt_out)
+                with autocast(self.device, self.config.train.precision):
+                    _, nll, ntok = sequence_loss(self.model, batch.src, batch.src_lengths,
+                                                 batch.tgt_in, batch.tgt_out)
                 total += float(nll)
                 tokens += ntok
         mean = total / max(tokens, 1)
@@ -383,7 +413,7 @@ class Trainer:
         loss, ppl = self.evaluate_loss()
         result.update(loss=loss, ppl=ppl)
         if t.valid_metric != "loss":
-            translator = Translator(self._bundle(), self.device)
+            translator = Translator(self._bundle(), self.device, t.precision)
             hyps = translator.translate(self.valid_data.src_text, beam_size=t.valid_beam_size)
             refs = self.valid_data.tgt_text
             if self.config.data.tgt_lowercase:
@@ -429,6 +459,7 @@ class Trainer:
             "elapsed": self.elapsed, "best_value": self.best_value, "best_step": self.best_step,
             "bad_validations": self.bad_validations, "history": self.history,
             "schedule": self.schedule.state_dict(), "nonfinite": self.nonfinite,
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
         }
         try:
             save_checkpoint(self.out_dir, self._bundle(), self.optimizer, state, is_best)
