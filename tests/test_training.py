@@ -139,3 +139,25 @@ def test_max_minutes(tmp_path):
     result = train(config(tmp_path, max_steps=None, max_minutes=1e-6))
     assert result.stop_reason == "reached train.max_minutes (1e-06)"
     assert result.steps == 1
+
+
+def test_bf16_training_and_decoding(tmp_path):
+    from rnnseq.inference.translator import load
+
+    result = train(config(tmp_path, precision="bf16", max_steps=30, lr=0.01))
+    first, last = result.history[0]["loss"], result.history[-1]["loss"]
+    assert last < first
+    from safetensors.torch import load_file
+
+    weights = load_file(str(tmp_path / "out" / "best" / "model.safetensors"))
+    assert all(t.dtype == __import__("torch").float32 for t in weights.values())
+    out = load(str(tmp_path / "out" / "best"), precision="bf16").translate(["a b"])
+    assert isinstance(out[0], str)
+
+
+def test_fp16_needs_a_gpu(tmp_path):
+    from rnnseq.config import ConfigError
+
+    cfg = config(tmp_path, precision="fp16", device="cpu")
+    with pytest.raises(ConfigError, match="train.precision: fp16 needs a CUDA device"):
+        train(cfg)
