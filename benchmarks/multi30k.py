@@ -47,7 +47,7 @@ def prepare(out_dir: Path, source: Path = SHARED) -> Path:
 
 
 def available(source: Path = SHARED) -> bool:
-    return all((source / f"{s}.{l}").exists() for s in SPLITS for l in ("de", "en"))
+    return all((source / f"{s}.{lang}").exists() for s in SPLITS for lang in ("de", "en"))
 
 
 if __name__ == "__main__":
