@@ -192,7 +192,7 @@ def bleu(hyp: str, ref: Path) -> float:
 
     hyps = Path(hyp).read_text(encoding="utf-8").splitlines()
     refs = ref.read_text(encoding="utf-8").splitlines()
-    return sacrebleu.corpus_bleu(hyps, [refs], tokenize="none").score
+    return sacrebleu.corpus_bleu(hyps, [refs], tokenize="none", force=True).score
 
 
 def main() -> None:
