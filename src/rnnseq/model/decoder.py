@@ -41,13 +41,14 @@ class DecoderState:
     memory: torch.Tensor
     keys: torch.Tensor | None
     mask: torch.Tensor
+    stepper: tuple | None = None  # inference only: (SteppedRNN, bias, weights), not per row
 
     def index_select(self, index: torch.Tensor) -> DecoderState:
         """Reorder/select rows, e.g. to follow beam back-pointers or drop finished sentences."""
         pick = lambda t: None if t is None else t.index_select(0, index)  # noqa: E731
         return DecoderState(
             map_state(self.hidden, lambda s: s.index_select(1, index)),
-            pick(self.feed), pick(self.memory), pick(self.keys), pick(self.mask),
+            pick(self.feed), pick(self.memory), pick(self.keys), pick(self.mask), self.stepper,
         )
 
 
@@ -108,7 +109,13 @@ class Decoder(nn.Module):
         keys = self.attention.keys(enc.memory) if self.attention is not None else None
         batch = enc.memory.shape[0]
         feed = enc.memory.new_zeros(batch, self.hidden_size) if self.input_feeding else None
-        return DecoderState(hidden, feed, enc.memory, keys, enc.mask)
+        stepper = None
+        if not self.training:
+            # Decoding: one multiply per layer and step over [input; h], with the weights
+            # concatenated once per batch (oneDNN's fused LSTM is slow for a single step).
+            stepped = SteppedRNN(self.rnn, 0)
+            stepper = (stepped, stepped.precompute(enc.memory.new_zeros(1, 0)), stepped.weights())
+        return DecoderState(hidden, feed, enc.memory, keys, enc.mask, stepper)
 
     # -- one step ---------------------------------------------------------------------------
     def _extra_input(self, hidden, feed, state: DecoderState):
@@ -143,10 +150,15 @@ class Decoder(nn.Module):
         emb = self.embedding(prev_tokens)
         extra, context, weights = self._extra_input(state.hidden, state.feed, state)
         x = emb if extra is None else torch.cat([emb, extra], dim=-1)
-        h, hidden = self.rnn(x[:, None, :], state.hidden)
-        o, weights = self._output(h[:, 0], context, weights, state)
+        if state.stepper is not None:
+            stepped, bias, layer_weights = state.stepper
+            h, hidden = stepped.step(bias, x, state.hidden, layer_weights, training=False)
+        else:
+            h, hidden = self.rnn(x[:, None, :], state.hidden)
+            h = h[:, 0]
+        o, weights = self._output(h, context, weights, state)
         new = DecoderState(hidden, o if self.input_feeding else None, state.memory, state.keys,
-                           state.mask)
+                           state.mask, state.stepper)
         return torch.log_softmax(self.out(o).float(), dim=-1), new, weights
 
     # -- teacher forcing --------------------------------------------------------------------
