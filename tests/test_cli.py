@@ -164,7 +164,7 @@ def test_stream_to_files_is_atomic(workdir, monkeypatch, capsys):
 
     def failing(self, *args, **kwargs):
         calls["n"] += 1
-        if calls["n"] == 2:
+        if calls["n"] == 1:
             raise RuntimeError("simulated crash")
         return real(self, *args, **kwargs)
 
@@ -174,3 +174,36 @@ def test_stream_to_files_is_atomic(workdir, monkeypatch, capsys):
         main(["translate", model, "-o", str(workdir / "partial.txt")])
     assert not (workdir / "partial.txt").exists()
     assert not list(workdir.glob(".partial.txt.*"))
+
+
+def test_line_batches_from_a_pipe():
+    import threading
+    import time
+
+    from rnnseq.streaming import line_batches
+
+    read_fd, write_fd = os.pipe()
+    with os.fdopen(read_fd, "r") as reader:
+        os.write(write_fd, "a\nb\r\nc\n".encode())
+        batches = line_batches(reader, max_lines=2)
+        assert next(batches) == ["a", "b"]
+        assert next(batches) == ["c"]  # answered without waiting for more input
+
+        def late():
+            time.sleep(0.2)
+            os.write(write_fd, "d\ne".encode())  # last line without a newline
+            os.close(write_fd)
+
+        threading.Thread(target=late).start()
+        assert list(batches) == [["d", "e"]]
+
+
+def test_line_batches_reports_invalid_utf8():
+    from rnnseq.errors import DataError
+    from rnnseq.streaming import line_batches
+
+    read_fd, write_fd = os.pipe()
+    os.write(write_fd, b"ok\n\xff\n")
+    os.close(write_fd)
+    with os.fdopen(read_fd, "r") as reader, pytest.raises(DataError, match="<stdin>:2"):
+        list(line_batches(reader))

@@ -90,19 +90,22 @@ def cmd_translate(args: argparse.Namespace) -> int:
     kwargs = dict(beam_size=args.beam, n_best=args.n_best, length_penalty=args.length_penalty,
                   batch_size=args.batch_size, return_attention=bool(args.attention))
 
-    if args.input is None:  # stream: one line in, its translation(s) out, flushed
+    if args.input is None:  # stream: lines as they arrive, answers flushed at once
+        from .streaming import line_batches
+
         with contextlib.ExitStack() as stack:
             # Files named with -o/--attention appear only once the input has ended: a crash
             # or an interrupt never leaves a truncated file that looks complete.
             out = stack.enter_context(atomic_open(args.output)) if args.output else sys.stdout
             attn_out = stack.enter_context(atomic_open(args.attention)) if args.attention else None
-            for line in sys.stdin:
-                line = line.rstrip("\r\n")
-                result = translator.translate_nbest([line], **kwargs)[0]
-                out.write("\n".join(_format(result, args.scores)) + "\n")
+            batch_size = args.batch_size or translator.config.decode.batch_size
+            for lines in line_batches(sys.stdin, batch_size):
+                results = translator.translate_nbest([s.strip() for s in lines], **kwargs)
+                for line, result in zip(lines, results, strict=True):
+                    out.write("\n".join(_format(result, args.scores)) + "\n")
+                    if attn_out:
+                        attn_out.write(json.dumps(_attention_record(line, result[0])) + "\n")
                 out.flush()
-                if attn_out:
-                    attn_out.write(json.dumps(_attention_record(line, result[0])) + "\n")
         return 0
 
     sentences = [s.strip() for s in read_lines(args.input)]
