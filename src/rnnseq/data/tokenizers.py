@@ -70,6 +70,12 @@ class SentencePieceTokenizer:
         self.lowercase = lowercase
         self.processor = spm.SentencePieceProcessor(model_proto=model_proto)
 
+    def __getstate__(self) -> dict:  # the processor itself cannot be pickled
+        return {"model_proto": self.model_proto, "lowercase": self.lowercase}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["model_proto"], state["lowercase"])
+
     @classmethod
     def train(
         cls,

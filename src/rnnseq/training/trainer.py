@@ -6,6 +6,7 @@ import contextlib
 import logging
 import logging.handlers
 import math
+import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from ..metrics import HIGHER_IS_BETTER, score
 from ..model.seq2seq import Seq2Seq
 from ..modeldir import ModelBundle, load_config
 from .checkpoint import load_trainer_state, restore_optimizer, save_checkpoint, set_rng_state
+from .distributed import Distributed
 from .loss import sequence_loss
 from .schedule import Schedule
 
@@ -61,6 +63,17 @@ class TrainResult:
     @property
     def last_dir(self) -> Path:
         return self.out_dir / "last"
+
+
+class LossModule(torch.nn.Module):
+    """The training loss as a module's forward, so DistributedDataParallel can wrap it."""
+
+    def __init__(self, model: Seq2Seq) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, src, src_lengths, tgt_in, tgt_out, smoothing):
+        return sequence_loss(self.model, src, src_lengths, tgt_in, tgt_out, smoothing)
 
 
 def autocast(device: torch.device, precision: str):
@@ -113,7 +126,12 @@ class Trainer:
         self.config = config
         self.resume = resume
         self.out_dir = Path(config.train.out_dir)
+        self.dist = Distributed.from_env()
         self.device = resolve_device(config.train.device, config.train.precision)
+        if self.device.type == "cuda" and self.dist.enabled:
+            self.device = torch.device("cuda", self.dist.local_rank)
+            torch.cuda.set_device(self.device)
+        self.ddp = None
         self.history: list[dict] = []
 
     # -- set-up -------------------------------------------------------------------------------
@@ -122,6 +140,9 @@ class Trainer:
         t = cfg.train
         if t.threads:
             torch.set_num_threads(t.threads)
+        elif self.dist.enabled and self.device.type == "cpu":  # processes share the cores
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) // self.dist.local_world))
+        self.dist.init(self.device)
         last = self.out_dir / "last"
         if self.resume:
             if not last.exists():
@@ -146,10 +167,16 @@ class Trainer:
             tokens = tokenize_corpus(train_corpus, self.vocab.src_tokenizer,
                                      self.vocab.tgt_tokenizer)
         else:
-            log.info("building tokenizers and vocabularies from %s", train_corpus.origin)
-            src_tok, tgt_tok = build_tokenizers(d, train_corpus)
-            tokens = tokenize_corpus(train_corpus, src_tok, tgt_tok)
-            self.vocab = vocabulary_from_tokens(d, tokens, src_tok, tgt_tok)
+            vocab = None
+            if self.dist.is_main:  # one process builds; the others receive the same
+                log.info("building tokenizers and vocabularies from %s", train_corpus.origin)
+                src_tok, tgt_tok = build_tokenizers(d, train_corpus)
+                tokens = tokenize_corpus(train_corpus, src_tok, tgt_tok)
+                vocab = vocabulary_from_tokens(d, tokens, src_tok, tgt_tok)
+            self.vocab = self.dist.broadcast(vocab)
+            if not self.dist.is_main:
+                tokens = tokenize_corpus(train_corpus, self.vocab.src_tokenizer,
+                                         self.vocab.tgt_tokenizer)
         log.info("vocabulary: %d source, %d target types", len(self.vocab.src_vocab),
                  len(self.vocab.tgt_vocab))
         self.train_data = encode_corpus(tokens, self.vocab, d.max_len, "training data")
@@ -175,6 +202,25 @@ class Trainer:
         self.consecutive_nonfinite = 0
         if self.resume:
             self._restore(last)
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            torch.manual_seed(t.seed * 1_000 + self.dist.rank)  # own dropout masks per process
+            if self.resume:
+                self._restore_rank_rng(last)
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.ddp = DistributedDataParallel(LossModule(self.model), device_ids=ids)
+            self.dist.broadcast(None)  # every process is ready
+
+    def _restore_rank_rng(self, last: Path) -> None:
+        _, state = load_trainer_state(last.resolve())
+        states = state.get("rng_ranks") or []
+        if len(states) == self.dist.world:
+            torch.set_rng_state(torch.tensor(states[self.dist.rank], dtype=torch.uint8))
+        else:
+            log.warning("resume: the checkpoint was written by %d processes, this run has %d; "
+                        "dropout masks will differ from an uninterrupted run", len(states),
+                        self.dist.world)
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         t = self.config.train
@@ -216,32 +262,34 @@ class Trainer:
         memory = logging.handlers.MemoryHandler(capacity=100_000, flushLevel=logging.CRITICAL + 1)
         log.addHandler(memory)
         level = log.level
-        if log.getEffectiveLevel() > logging.INFO:
+        if not self.dist.is_main:
+            log.setLevel(logging.WARNING)  # one process reports; the others only warn
+        elif log.getEffectiveLevel() > logging.INFO:
             log.setLevel(logging.INFO)  # train.log always gets the full record
+        handler = None
         try:
-            self._prepare()
-        except BaseException:
-            log.setLevel(level)
-            raise
-        finally:
-            log.removeHandler(memory)
-        try:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            handler = logging.FileHandler(self.out_dir / "train.log", encoding="utf-8")
-        except OSError as err:
-            log.setLevel(level)
-            raise OutputError(f"cannot write to train.out_dir {self.out_dir}: "
-                              f"{err.strerror or err}") from None
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-        memory.setTarget(handler)
-        memory.close()  # flushes the held records into train.log
-        log.addHandler(handler)
-        try:
+            try:
+                self._prepare()
+            finally:
+                log.removeHandler(memory)
+            if self.dist.is_main:
+                try:
+                    self.out_dir.mkdir(parents=True, exist_ok=True)
+                    handler = logging.FileHandler(self.out_dir / "train.log", encoding="utf-8")
+                except OSError as err:
+                    raise OutputError(f"cannot write to train.out_dir {self.out_dir}: "
+                                      f"{err.strerror or err}") from None
+                handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+                memory.setTarget(handler)
+                memory.close()  # flushes the held records into train.log
+                log.addHandler(handler)
             return self._loop()
         finally:
-            log.removeHandler(handler)
-            handler.close()
+            if handler is not None:
+                log.removeHandler(handler)
+                handler.close()
             log.setLevel(level)
+            self.dist.close()
 
     def _loop(self) -> TrainResult:
         t = self.config.train
@@ -258,8 +306,11 @@ class Trainer:
             if t.max_epochs is not None and self.epoch >= t.max_epochs:
                 stop_reason = f"reached train.max_epochs ({t.max_epochs})"
                 break
-            batches = make_batches(src_lens, tgt_lens, t.batch_size, t.batch_type, shuffle=True,
-                                   seed=t.seed * 100_003 + self.epoch)
+            # One global batch per step: batch_size per process, each takes its share.
+            batches = make_batches(src_lens, tgt_lens, t.batch_size * self.dist.world,
+                                   t.batch_type, shuffle=True, seed=t.seed * 100_003 + self.epoch)
+            if self.dist.enabled:
+                batches = [b for b in batches if len(b) >= self.dist.world]
             while self.batch_in_epoch < len(batches):
                 index = batches[self.batch_in_epoch]
                 loss, ntok = self._train_step(index)
@@ -286,12 +337,14 @@ class Trainer:
                         writer.add_scalar("train/tokens_per_s", rate, self.step)
                     window_tokens, window_loss, window_start = 0, 0.0, time.perf_counter()
                 stop_reason = self._limits_reached()
+                if self.dist.enabled and t.max_minutes is not None:
+                    stop_reason = self.dist.broadcast(stop_reason)  # clocks differ a little
                 pause = time.perf_counter()
                 if self.step % t.valid_every == 0 or stop_reason:
-                    stop_reason = self._checkpoint(writer) or stop_reason
+                    stop_reason = self._agreed_checkpoint(writer) or stop_reason
                     last_saved = self.step
                 elif t.save_every and self.step % t.save_every == 0:
-                    self._checkpoint(writer, validate=False)
+                    self._agreed_checkpoint(writer, validate=False)
                     last_saved = self.step
                 window_start += time.perf_counter() - pause  # keep checkpoints out of tok/s
                 if stop_reason:
@@ -300,7 +353,7 @@ class Trainer:
                 self.epoch += 1
                 self.batch_in_epoch = 0
         if last_saved != self.step:
-            self._checkpoint(writer)
+            self._agreed_checkpoint(writer)
         if bar is not None:
             bar.close()
         if writer:
@@ -331,20 +384,26 @@ class Trainer:
         fault_point("step")
         t = self.config.train
         data = self.train_data
+        index = self.dist.shard(index)
         batch = collate([data.src[i] for i in index], [data.tgt[i] for i in index], index)
         batch = batch.to(self.device)
         self.model.train()
         with autocast(self.device, t.precision):
-            loss_sum, nll_sum, ntok = sequence_loss(
-                self.model, batch.src, batch.src_lengths, batch.tgt_in, batch.tgt_out,
-                t.label_smoothing,
-            )
+            args = (batch.src, batch.src_lengths, batch.tgt_in, batch.tgt_out, t.label_smoothing)
+            if self.ddp is not None:
+                loss_sum, nll_sum, ntok = self.ddp(*args)
+            else:
+                loss_sum, nll_sum, ntok = sequence_loss(self.model, *args)
+        # Normalise by the tokens of the whole (global) batch; DDP averages over processes.
+        total_tok, total_nll = self.dist.sum([float(ntok), float(nll_sum.detach())], self.device)
+        loss = loss_sum * (self.dist.world / total_tok)
+        ntok, nll_sum = int(total_tok), torch.tensor(total_nll)
         self.optimizer.zero_grad(set_to_none=True)
         if self.scaler is not None:  # fp16: scale the loss, then unscale before clipping
-            self.scaler.scale(loss_sum / ntok).backward()
+            self.scaler.scale(loss).backward()
             self.scaler.unscale_(self.optimizer)
         else:
-            (loss_sum / ntok).backward()
+            loss.backward()
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
         if t.clip_norm:
             norm = torch.nn.utils.clip_grad_norm_(params, t.clip_norm)
@@ -421,7 +480,26 @@ class Trainer:
             result[t.valid_metric] = score(t.valid_metric, hyps, [[r] for r in refs]).value
         return result
 
-    def _checkpoint(self, writer, validate: bool = True) -> str:
+    def _agreed_checkpoint(self, writer, validate: bool = True) -> str:
+        """Validate and save on the main process; every process learns the outcome (the stop
+        decision and the learning-rate schedule's state) from it."""
+        if not self.dist.enabled:
+            return self._checkpoint(writer, validate)
+        rng_ranks = self.dist.gather(torch.get_rng_state().tolist())
+        outcome: tuple = ("", None, None)
+        if self.dist.is_main:
+            try:
+                outcome = (self._checkpoint(writer, validate, rng_ranks),
+                           self.schedule.state_dict(), None)
+            except TrainingError as err:
+                outcome = ("", None, str(err))
+        stop, schedule, error = self.dist.broadcast(outcome)
+        if error:
+            raise TrainingError(error)
+        self.schedule.load_state_dict(schedule)
+        return stop
+
+    def _checkpoint(self, writer, validate: bool = True, rng_ranks: list | None = None) -> str:
         """Validate (unless told not to) and save; returns a stop reason or ''."""
         t = self.config.train
         result = self._validate() if validate else {}
@@ -460,6 +538,7 @@ class Trainer:
             "bad_validations": self.bad_validations, "history": self.history,
             "schedule": self.schedule.state_dict(), "nonfinite": self.nonfinite,
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "rng_ranks": rng_ranks,
         }
         try:
             save_checkpoint(self.out_dir, self._bundle(), self.optimizer, state, is_best)
@@ -472,7 +551,7 @@ class Trainer:
 
     # -- reporting ------------------------------------------------------------------------------
     def _tensorboard(self):
-        if not self.config.train.tensorboard:
+        if not self.config.train.tensorboard or not self.dist.is_main:
             return None
         from torch.utils.tensorboard import SummaryWriter
 
@@ -482,7 +561,7 @@ class Trainer:
         import sys
 
         t = self.config.train
-        if not t.progress or not sys.stderr.isatty():
+        if not t.progress or not sys.stderr.isatty() or not self.dist.is_main:
             return None
         from tqdm import tqdm
 

@@ -1,0 +1,67 @@
+"""Two processes with batch B follow one process with batch 2B (DistributedDataParallel, gloo)."""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import write_tsv
+
+PAIRS = [(" ".join(w), " ".join(reversed(w))) for w in
+         ["abc", "bca", "cab", "aab", "bba", "cca", "acb", "bac", "abb", "cbc", "aca", "bcb"]] * 4
+
+CONFIG = """\
+data:
+  train_tsv: {d}/train.tsv
+  valid_tsv: {d}/valid.tsv
+model:
+  cell: lstm
+  hidden_size: 16
+  embedding_size: 8
+  dropout: 0.0
+train:
+  seed: 3
+  threads: 1
+  max_steps: 8
+  valid_every: 4
+  log_every: 1
+  valid_metric: ser
+  valid_beam_size: 1
+  progress: false
+"""
+
+LOSS = re.compile(r"INFO step (\d+) .* loss (\S+)")
+
+
+def losses(out: Path) -> dict[int, float]:
+    return {int(m.group(1)): float(m.group(2))
+            for m in LOSS.finditer((out / "train.log").read_text())}
+
+
+@pytest.mark.slow
+def test_two_processes_match_one_with_double_batch(tmp_path):
+    write_tsv(tmp_path / "train.tsv", PAIRS)
+    write_tsv(tmp_path / "valid.tsv", PAIRS[:6])
+    (tmp_path / "c.yaml").write_text(CONFIG.format(d=tmp_path))
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE")}
+    single = subprocess.run(
+        [sys.executable, "-m", "rnnseq", "-q", "train", "c.yaml", "--out", "one",
+         "--set", "train.batch_size=4"], cwd=tmp_path, env=env, capture_output=True, text=True,
+        timeout=300)
+    assert single.returncode == 0, single.stderr
+    double = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+         "--master-port", "29517", "-m", "rnnseq", "-q", "train", "c.yaml", "--out", "two",
+         "--set", "train.batch_size=2"], cwd=tmp_path, env=env, capture_output=True, text=True,
+        timeout=300)
+    assert double.returncode == 0, double.stderr[-3000:]
+    a, b = losses(tmp_path / "one"), losses(tmp_path / "two")
+    assert sorted(a) == sorted(b) == list(range(1, 9))
+    for step in a:
+        assert a[step] == pytest.approx(b[step], rel=1e-4), step
+    # only the main process wrote: one log, one set of checkpoints
+    assert (tmp_path / "two" / "best" / "model.safetensors").exists()
+    assert (tmp_path / "two" / "train.log").read_text().count("training stopped") == 1
