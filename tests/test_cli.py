@@ -184,14 +184,14 @@ def test_line_batches_from_a_pipe():
 
     read_fd, write_fd = os.pipe()
     with os.fdopen(read_fd, "r") as reader:
-        os.write(write_fd, "a\nb\r\nc\n".encode())
+        os.write(write_fd, b"a\nb\r\nc\n")
         batches = line_batches(reader, max_lines=2)
         assert next(batches) == ["a", "b"]
         assert next(batches) == ["c"]  # answered without waiting for more input
 
         def late():
             time.sleep(0.2)
-            os.write(write_fd, "d\ne".encode())  # last line without a newline
+            os.write(write_fd, b"d\ne")  # last line without a newline
             os.close(write_fd)
 
         threading.Thread(target=late).start()

@@ -161,3 +161,20 @@ def test_fp16_needs_a_gpu(tmp_path):
     cfg = config(tmp_path, precision="fp16", device="cpu")
     with pytest.raises(ConfigError, match="train.precision: fp16 needs a CUDA device"):
         train(cfg)
+
+
+def test_gradient_accumulation_matches_a_bigger_batch(tmp_path):
+    """accumulate=2 with batch 2 takes the same steps as batch 4 (dropout off)."""
+    import torch
+    from safetensors.torch import load_file
+
+    results = {}
+    for name, batch, accumulate in (("big", 4, 1), ("acc", 2, 2)):
+        cfg = config(tmp_path, max_steps=6, valid_every=6, batch_size=batch,
+                     accumulate=accumulate, label_smoothing=0.1)
+        cfg.model.dropout = 0.0
+        cfg.train.out_dir = str(tmp_path / name)
+        train(cfg)
+        results[name] = load_file(str(tmp_path / name / "last" / "model.safetensors"))
+    for key, value in results["big"].items():
+        torch.testing.assert_close(value, results["acc"][key], rtol=1e-4, atol=1e-5)

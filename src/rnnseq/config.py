@@ -85,6 +85,7 @@ class TrainConfig:
     )
     batch_size: int = _f(64, min=1)
     batch_type: Literal["sentences", "tokens"] = _f("sentences")
+    accumulate: int = _f(1, min=1, help="batches whose gradients are summed per update")
     max_steps: int | None = _f(10000, min=1)
     max_epochs: int | None = _f(None, min=1)
     max_minutes: float | None = _f(

@@ -306,14 +306,15 @@ class Trainer:
             if t.max_epochs is not None and self.epoch >= t.max_epochs:
                 stop_reason = f"reached train.max_epochs ({t.max_epochs})"
                 break
-            # One global batch per step: batch_size per process, each takes its share.
-            batches = make_batches(src_lens, tgt_lens, t.batch_size * self.dist.world,
-                                   t.batch_type, shuffle=True, seed=t.seed * 100_003 + self.epoch)
+            # One global batch per update: batch_size x accumulate x processes; each process
+            # takes its share and runs it in `accumulate` pieces.
+            pieces = self.dist.world * t.accumulate
+            batches = make_batches(src_lens, tgt_lens, t.batch_size * pieces, t.batch_type,
+                                   shuffle=True, seed=t.seed * 100_003 + self.epoch)
             if self.dist.enabled:
                 batches = [b for b in batches if len(b) >= self.dist.world]
             while self.batch_in_epoch < len(batches):
-                index = batches[self.batch_in_epoch]
-                loss, ntok = self._train_step(index)
+                loss, ntok = self._train_step(batches[self.batch_in_epoch])
                 self.batch_in_epoch += 1
                 if loss is None:  # update skipped: non-finite loss or gradient
                     continue
@@ -381,29 +382,42 @@ class Trainer:
         return ""
 
     def _train_step(self, index: list[int]) -> tuple[float | None, int]:
+        """One update from one global batch (its example indices)."""
         fault_point("step")
         t = self.config.train
         data = self.train_data
-        index = self.dist.shard(index)
-        batch = collate([data.src[i] for i in index], [data.tgt[i] for i in index], index)
-        batch = batch.to(self.device)
+        # The loss is normalised by the target tokens of the whole global batch, which every
+        # process can count from the lengths: no communication needed.
+        ntok = sum(len(data.tgt[i]) + 1 for i in index)
+        mine = self.dist.shard(index)
+        group = [p for p in (mine[k :: t.accumulate] for k in range(t.accumulate)) if p]
         self.model.train()
-        with autocast(self.device, t.precision):
-            args = (batch.src, batch.src_lengths, batch.tgt_in, batch.tgt_out, t.label_smoothing)
-            if self.ddp is not None:
-                loss_sum, nll_sum, ntok = self.ddp(*args)
-            else:
-                loss_sum, nll_sum, ntok = sequence_loss(self.model, *args)
-        # Normalise by the tokens of the whole (global) batch; DDP averages over processes.
-        total_tok, total_nll = self.dist.sum([float(ntok), float(nll_sum.detach())], self.device)
-        loss = loss_sum * (self.dist.world / total_tok)
-        ntok, nll_sum = int(total_tok), torch.tensor(total_nll)
         self.optimizer.zero_grad(set_to_none=True)
-        if self.scaler is not None:  # fp16: scale the loss, then unscale before clipping
-            self.scaler.scale(loss).backward()
+        nll_total = 0.0
+        for k, index in enumerate(group):
+            batch = collate([data.src[i] for i in index], [data.tgt[i] for i in index], index)
+            batch = batch.to(self.device)
+            last = k == len(group) - 1
+            sync = (contextlib.nullcontext() if self.ddp is None or last
+                    else self.ddp.no_sync())  # all-reduce gradients once, after the last
+            with sync:
+                with autocast(self.device, t.precision):
+                    args = (batch.src, batch.src_lengths, batch.tgt_in, batch.tgt_out,
+                            t.label_smoothing)
+                    if self.ddp is not None:
+                        loss_sum, nll_sum, _ = self.ddp(*args)
+                    else:
+                        loss_sum, nll_sum, _ = sequence_loss(self.model, *args)
+                # DDP averages gradients over processes, hence the factor world.
+                loss = loss_sum * (self.dist.world / ntok)
+                if self.scaler is not None:  # fp16: scaled loss, unscaled before clipping
+                    self.scaler.scale(loss).backward()
+                else:
+                    loss.backward()
+            nll_total += float(nll_sum.detach())
+        if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
-        else:
-            loss.backward()
+        nll_sum = torch.tensor(self.dist.sum([nll_total], self.device)[0])
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
         if t.clip_norm:
             norm = torch.nn.utils.clip_grad_norm_(params, t.clip_norm)
