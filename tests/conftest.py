@@ -40,6 +40,12 @@ def tiny_model(cell="lstm", attention="luong_general", input_feeding=None, seed=
     return Seq2Seq(config, *vocab).eval()
 
 
+# A small reversal task ("a b c" -> "c b a"), enough for a few real training steps.
+REVERSAL_PAIRS = [(" ".join(w), " ".join(reversed(w))) for w in
+                  ["abc", "bca", "cab", "aab", "bba", "cca", "acb", "bac", "abb", "cbc", "aca",
+                   "bcb"]]
+
+
 def write_tsv(path: Path, pairs) -> Path:
     path.write_text("".join(f"{s}\t{t}\n" for s, t in pairs), encoding="utf-8")
     return path

@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import write_tsv
+from .conftest import REVERSAL_PAIRS, write_tsv
 
-PAIRS = [(" ".join(w), " ".join(reversed(w))) for w in
-         ["abc", "bca", "cab", "aab", "bba", "cca", "acb", "bac", "abb", "cbc", "aca", "bcb"]] * 4
+PAIRS = REVERSAL_PAIRS * 4
 
 CONFIG = """\
 data:
