@@ -64,3 +64,32 @@ def test_two_processes_match_one_with_double_batch(tmp_path):
     # only the main process wrote: one log, one set of checkpoints
     assert (tmp_path / "two" / "best" / "model.safetensors").exists()
     assert (tmp_path / "two" / "train.log").read_text().count("training stopped") == 1
+
+
+@pytest.mark.slow
+def test_resume_under_two_processes(tmp_path):
+    """Stopped after 4 steps and resumed, a 2-process run ends where an uninterrupted one does."""
+    write_tsv(tmp_path / "train.tsv", PAIRS)
+    write_tsv(tmp_path / "valid.tsv", PAIRS[:6])
+    (tmp_path / "c.yaml").write_text(CONFIG.format(d=tmp_path).replace("dropout: 0.0",
+                                                                        "dropout: 0.2"))
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE")}
+
+    def run(out, *extra, port):
+        proc = subprocess.run(
+            [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+             "--master-port", str(port), "-m", "rnnseq", "-q", "train", "c.yaml", "--out", out,
+             "--set", "train.batch_size=2", *extra], cwd=tmp_path, env=env,
+            capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+
+    run("straight", port=29521)
+    run("split", "--set", "train.max_steps=4", port=29522)
+    run("split", "--resume", port=29523)
+    from safetensors.torch import load_file
+
+    a = load_file(str(tmp_path / "straight" / "last" / "model.safetensors"))
+    b = load_file(str(tmp_path / "split" / "last" / "model.safetensors"))
+    for name in a:
+        assert a[name].equal(b[name]), name
+    assert losses(tmp_path / "straight") == losses(tmp_path / "split")
