@@ -344,11 +344,14 @@ def _check_value(section_type, f: dataclasses.Field, value, dotted: str, source:
 
 def _parse_yaml(text: str, source: str) -> tuple[Any, dict]:
     """Parse YAML safely and record the line of every ``section.key``."""
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        raw = yaml.safe_load(text)
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(text)
+    try:  # one parse: the node tree gives the lines, the same tree gives the values
+        node = loader.get_single_node()
+        raw = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as err:
         raise ConfigError(f"{source}: invalid YAML: {err}") from None
+    finally:
+        loader.dispose()
     lines: dict[str, int] = {}
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:

@@ -6,6 +6,7 @@ directory that holds a pickle file is refused.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,22 @@ class ModelBundle:
     tgt_vocab: Vocab
     src_tokenizer: Tokenizer
     tgt_tokenizer: Tokenizer
+
+
+@contextlib.contextmanager
+def skip_weight_init():
+    """Build modules without their random initialisation (the weights are loaded next)."""
+    from torch.nn import init
+
+    names = ("uniform_", "normal_", "kaiming_uniform_", "zeros_", "ones_")
+    saved = {name: getattr(init, name) for name in names}
+    for name in names:
+        setattr(init, name, lambda tensor, *args, **kwargs: tensor)
+    try:
+        yield
+    finally:
+        for name, func in saved.items():
+            setattr(init, name, func)
 
 
 def _shared_aliases(model: torch.nn.Module) -> dict[str, str]:
@@ -119,7 +136,8 @@ def load_model_dir(directory: str | Path, device: str | torch.device = "cpu") ->
         tgt_tok = load_tokenizer(d.tgt_tokenizer, directory, "tgt", d.tgt_lowercase)
     except (FileNotFoundError, ValueError) as err:
         raise ModelDirError(str(err)) from None
-    model = Seq2Seq(config, len(src_vocab), len(tgt_vocab))
+    with skip_weight_init():  # every weight comes from the file
+        model = Seq2Seq(config, len(src_vocab), len(tgt_vocab))
     weights = directory / WEIGHTS_FILE
     if not weights.exists():
         raise ModelDirError(f"{weights}: missing")
