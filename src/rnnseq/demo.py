@@ -115,10 +115,15 @@ def run_demo(workdir: Path, steps: int | None = None, quick: bool = False) -> in
           f"decoded in {decode_s:.1f} s)")
     print(f"  SER (word error rate of G2P papers): {ser.value:5.2f} %  ({ser.detail})")
     print(f"  PER (phoneme error rate):            {per.value:5.2f} %  ({per.detail})")
-    print("examples:")
+    print("examples (the dictionary's pronunciations in brackets; test words were never seen):")
     examples = EXAMPLES + words[:5]
+    from .data.builtin import read_cmudict
+
+    known = read_cmudict()
     for word, pron in zip(examples, translator.translate(examples), strict=True):
-        print(f"  {word.upper():<16} -> {pron}")
+        mark = "" if pron in known.get(word, []) else "  x"
+        reference = " | ".join(known.get(word, [])) or "not in the dictionary"
+        print(f"  {word.upper():<16} -> {pron:<36} [{reference}]{mark}")
     print(f"total time {total / 60:.1f} min")
     exe = command_name()
     print(f"model saved in {model_dir}; use it with:")
