@@ -80,13 +80,10 @@ def cmd_translate(args: argparse.Namespace) -> int:
     import json
 
     from .data.corpus import read_lines
-    from .errors import UsageError
     from .fileio import atomic_open
     from .inference.translator import load
 
     translator = load(args.model, device=args.device, precision=args.precision)
-    if args.n_best > (args.beam or translator.config.decode.beam_size):
-        raise UsageError(f"--n-best ({args.n_best}) cannot exceed the beam size")
     kwargs = dict(beam_size=args.beam, n_best=args.n_best, length_penalty=args.length_penalty,
                   batch_size=args.batch_size, return_attention=bool(args.attention))
 

@@ -120,9 +120,6 @@ def load_config(directory: str | Path) -> Config:
 
 def load_model_dir(directory: str | Path, device: str | torch.device = "cpu") -> ModelBundle:
     """Load a model directory written by :func:`save_model_dir`, in eval mode."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     from .model.seq2seq import Seq2Seq
 
     directory = Path(directory)
@@ -138,7 +135,18 @@ def load_model_dir(directory: str | Path, device: str | torch.device = "cpu") ->
         raise ModelDirError(str(err)) from None
     with skip_weight_init():  # every weight comes from the file
         model = Seq2Seq(config, len(src_vocab), len(tgt_vocab))
-    weights = directory / WEIGHTS_FILE
+    load_weights(model, directory)
+    model.to(device).eval()
+    return ModelBundle(config, model, src_vocab, tgt_vocab, src_tok, tgt_tok)
+
+
+def load_weights(model: torch.nn.Module, directory: str | Path) -> None:
+    """Load ``model.safetensors`` of ``directory`` into ``model``, checking every tensor's name
+    and shape (errors name the file and the tensor)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    weights = Path(directory) / WEIGHTS_FILE
     if not weights.exists():
         raise ModelDirError(f"{weights}: missing")
     try:
@@ -153,15 +161,14 @@ def load_model_dir(directory: str | Path, device: str | torch.device = "cpu") ->
         if tuple(tensors[name].shape) != tuple(ref.shape):
             raise ModelDirError(
                 f"{weights}: tensor '{name}' has shape {tuple(tensors[name].shape)}, but "
-                f"{CONFIG_FILE} and the vocabularies ({len(src_vocab)} source, "
-                f"{len(tgt_vocab)} target tokens) give {tuple(ref.shape)}"
+                f"{CONFIG_FILE} and the vocabularies ({model.src_vocab_size} source, "
+                f"{model.tgt_vocab_size} target tokens) give {tuple(ref.shape)}"
             )
     unexpected = sorted(set(tensors) - set(expected))
     if unexpected:
         raise ModelDirError(f"{weights}: unexpected tensor '{unexpected[0]}' for this config")
-    model.load_state_dict(tensors, strict=False)
-    model.to(device).eval()
-    return ModelBundle(config, model, src_vocab, tgt_vocab, src_tok, tgt_tok)
+    with torch.no_grad():
+        model.load_state_dict(tensors, strict=False)
 
 
 def read_meta(directory: str | Path) -> dict:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from dataclasses import dataclass
 
@@ -11,6 +10,7 @@ import torch
 from ..data.batching import collate, make_batches
 from ..errors import UsageError
 from ..modeldir import ModelBundle
+from ..precision import PRECISIONS, autocast
 from .search import Hypothesis, beam_search, greedy_search, max_lengths
 
 log = logging.getLogger("rnnseq")
@@ -33,7 +33,7 @@ class Translator:
     def __init__(
         self, bundle: ModelBundle, device: str | torch.device = "cpu", precision: str = "fp32"
     ) -> None:
-        if precision not in ("fp32", "bf16", "fp16"):
+        if precision not in PRECISIONS:
             raise UsageError(f"precision must be fp32, bf16 or fp16, got {precision!r}")
         self.bundle = bundle
         self.config = bundle.config
@@ -91,9 +91,7 @@ class Translator:
     @torch.no_grad()
     def _search(self, batch, beam, n_best, alpha, return_attention) -> list[list[Hypothesis]]:
         dc = self.config.decode
-        cast = (contextlib.nullcontext() if self.precision == "fp32" else torch.autocast(
-            self.device.type, dtype=torch.bfloat16 if self.precision == "bf16" else torch.float16))
-        with cast:
+        with autocast(self.device, self.precision):
             enc = self.model.encode(batch.src, batch.src_lengths)
             state = self.model.init_state(enc)
             limits = max_lengths(batch.src_lengths, dc.max_length_ratio, dc.max_length)

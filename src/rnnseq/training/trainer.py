@@ -32,7 +32,8 @@ from ..faults import fault_point
 from ..inference.translator import Translator
 from ..metrics import HIGHER_IS_BETTER, score
 from ..model.seq2seq import Seq2Seq
-from ..modeldir import ModelBundle, load_config
+from ..modeldir import ModelBundle, load_config, load_weights
+from ..precision import autocast
 from .checkpoint import load_trainer_state, restore_optimizer, save_checkpoint, set_rng_state
 from .distributed import Distributed
 from .loss import sequence_loss
@@ -74,14 +75,6 @@ class LossModule(torch.nn.Module):
 
     def forward(self, src, src_lengths, tgt_in, tgt_out, smoothing):
         return sequence_loss(self.model, src, src_lengths, tgt_in, tgt_out, smoothing)
-
-
-def autocast(device: torch.device, precision: str):
-    """Mixed-precision context: bf16 (CPU or GPU) or fp16 (GPU); a no-op for fp32."""
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device.type, dtype=dtype)
 
 
 def resolve_device(name: str, precision: str = "fp32") -> torch.device:
@@ -207,14 +200,13 @@ class Trainer:
 
             torch.manual_seed(t.seed * 1_000 + self.dist.rank)  # own dropout masks per process
             if self.resume:
-                self._restore_rank_rng(last)
+                self._restore_rank_rng()
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.ddp = DistributedDataParallel(LossModule(self.model), device_ids=ids)
             self.dist.broadcast(None)  # every process is ready
 
-    def _restore_rank_rng(self, last: Path) -> None:
-        _, state = load_trainer_state(last.resolve())
-        states = state.get("rng_ranks") or []
+    def _restore_rank_rng(self) -> None:
+        states = self._resume_state.get("rng_ranks") or []
         if len(states) == self.dist.world:
             torch.set_rng_state(torch.tensor(states[self.dist.rank], dtype=torch.uint8))
         else:
@@ -237,11 +229,9 @@ class Trainer:
                            v.tgt_tokenizer)
 
     def _restore(self, last: Path) -> None:
-        from ..modeldir import load_model_dir
-
-        bundle = load_model_dir(last, self.device)
-        self.model.load_state_dict(bundle.model.state_dict())
+        load_weights(self.model, last)
         tensors, state = load_trainer_state(last.resolve())
+        self._resume_state = state
         restore_optimizer(self.optimizer, tensors, state)
         self.schedule.load_state_dict(state["schedule"])
         self.step, self.epoch = state["step"], state["epoch"]

@@ -1,0 +1,17 @@
+"""Mixed precision as one switch: ``fp32``, ``bf16`` (CPU or GPU) or ``fp16`` (GPU)."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+def autocast(device: torch.device, precision: str):
+    """Autocast context for ``precision``; a no-op for fp32."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device.type, dtype=dtype)
