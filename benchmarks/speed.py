@@ -30,7 +30,8 @@ from multi30k import available, prepare  # noqa: E402
 from presets import PRESETS, flops_per_target_token  # noqa: E402
 
 TRAIN_PHASES = ["train-fp32", "train-bf16", "train-nofeed-fp32"]
-DECODE_PHASES = ["greedy-fp32", "beam5-fp32", "greedy-bf16", "beam5-bf16"]
+DECODE_PHASES = ["greedy-fp32", "beam5-fp32", "greedy-bf16", "beam5-bf16", "greedy-int8",
+                 "beam5-int8"]
 
 # What the peers measured on this kind of machine (../shared/peers/README.md), for orientation
 # only: ratios that count come from benchmarks/peers/, run alongside in one session.
@@ -91,7 +92,10 @@ def child_decode(args) -> dict:
 
     torch.set_num_threads(2)
     method, precision = args.phase.split("-")
-    translator = load(args.model, precision=precision)
+    if precision == "int8":
+        translator = load(args.model, quantize="int8")
+    else:
+        translator = load(args.model, precision=precision)
     sentences = (Path(args.data) / "test2016.de").read_text(encoding="utf-8").splitlines()
     beam = 1 if method == "greedy" else 5
     translator.translate(sentences[:64], beam_size=beam, batch_size=64)  # warm-up

@@ -53,6 +53,47 @@ def test_search_padding_and_batch_invariance(cell, attention, feed, beam):
         assert together[i][0].score == pytest.approx(alone.score, abs=1e-5)
 
 
+class StepCounter:
+    """A decoder wrapper that counts the rows it steps."""
+
+    def __init__(self, decoder):
+        self.decoder, self.rows = decoder, 0
+
+    def step(self, prev, state):
+        self.rows += len(prev)
+        return self.decoder.step(prev, state)
+
+
+def test_exact_early_stop_skips_steps_that_cannot_matter():
+    # The toy decoder below makes </s> likely early: the search must stop before the limit.
+    counts = []
+    for exact in (True, False):
+        counter = StepCounter(ToyDecoder())
+        beam_search(counter, toy_state(1), [10], beam_size=3, exact_stop=exact)
+        counts.append(counter.rows)
+    assert counts[0] < counts[1]
+
+
+@pytest.mark.parametrize("alpha, n_best", [(0.0, 1), (0.6, 1), (1.5, 3), (0.0, 4)])
+@pytest.mark.parametrize("cell, attention, feed", variants()[:4])
+def test_exact_early_stop_changes_no_output(cell, attention, feed, alpha, n_best):
+    """Stopping a sentence once no alive beam can reach its n-best returns exactly what the
+    search returns when it waits for beam_size finished hypotheses."""
+    model = tiny_model(cell, attention, feed, seed=11)
+    src, lengths = _src(SRC)
+    outs, steps = [], []
+    for exact in (True, False):
+        state = model.init_state(model.encode(src, lengths))
+        counter = StepCounter(model.decoder)
+        outs.append(beam_search(counter, state, max_lengths(lengths, 2.0, 50), 4, n_best,
+                                alpha, exact_stop=exact))
+        steps.append(counter.rows)
+    assert steps[0] <= steps[1]
+    for fast, slow in zip(*outs, strict=True):
+        assert [h.tokens for h in fast] == [h.tokens for h in slow]
+        assert [h.score for h in fast] == pytest.approx([h.score for h in slow], abs=1e-6)
+
+
 def test_nbest_sorted_and_distinct():
     model = tiny_model("gru", "bahdanau", seed=1)
     results = run(model, SRC, 5, n_best=5, alpha=1.0)

@@ -83,7 +83,8 @@ def cmd_translate(args: argparse.Namespace) -> int:
     from .fileio import atomic_open
     from .inference.translator import load
 
-    translator = load(args.model, device=args.device, precision=args.precision)
+    translator = load(args.model, device=args.device, precision=args.precision,
+                      quantize=args.quantize)
     kwargs = dict(beam_size=args.beam, n_best=args.n_best, length_penalty=args.length_penalty,
                   batch_size=args.batch_size, return_attention=bool(args.attention))
 
@@ -205,6 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
                    help="bf16 autocast runs faster on CPUs with bf16 support; fp16 is GPU only")
+    p.add_argument("--quantize", choices=["int8"],
+                   help="int8: dynamic int8 weights for the RNNs and linear layers (CPU, fp32 "
+                        "activations); the model directory is left as it is")
     p.set_defaults(func=cmd_translate)
 
     p = sub.add_parser("evaluate", help="score hypotheses against references",

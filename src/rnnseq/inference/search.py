@@ -96,7 +96,7 @@ def greedy_search(
 @torch.no_grad()
 def beam_search(
     decoder, state, max_lens: list[int], beam_size: int, n_best: int = 1, alpha: float = 0.0,
-    return_attention: bool = False,
+    return_attention: bool = False, exact_stop: bool = True,
 ) -> list[list[Hypothesis]]:
     """Batched beam search. Returns, per sentence, ``n_best`` hypotheses, best first.
 
@@ -104,7 +104,10 @@ def beam_search(
     those ending in ``</s>`` among the first ``beam_size`` are finished (scored with the GNMT
     length penalty ``alpha``), the first ``beam_size`` others stay alive. A sentence is done once it
     has ``beam_size`` finished hypotheses or reaches its length limit (its alive beams are then
-    finished as they are).
+    finished as they are), or as soon as no alive beam can end up among its ``n_best``: a
+    log-probability only falls as a hypothesis grows, so an alive beam's final score is at most
+    its log-probability now divided by the largest length penalty it could still reach. That
+    early stop (``exact_stop``) changes no output; it only skips steps that cannot matter.
     """
     if n_best > beam_size:
         raise ValueError(f"n_best ({n_best}) cannot exceed beam_size ({beam_size})")
@@ -155,6 +158,12 @@ def beam_search(
                     finished[sent].append(_finish(history, attn_history, row, tok, score, alpha))
             if at_limit or len(finished[sent]) >= k or not alive_rows:
                 continue
+            if exact_stop and len(finished[sent]) >= n_best:
+                # the best an alive beam could still score (lengths t+2 .. max_lens+1)
+                reach = max(length_penalty(t + 2, alpha), length_penalty(max_lens[sent] + 1, alpha))
+                kth = sorted((h.score for h in finished[sent]), reverse=True)[n_best - 1]
+                if kth >= alive_scores[0] / reach:
+                    continue
             while len(alive_rows) < k:  # pad with dead beams
                 alive_rows.append(alive_rows[0])
                 alive_toks.append(alive_toks[0])

@@ -31,15 +31,30 @@ class Translator:
     """Translate strings with a loaded model (see :func:`rnnseq.load`)."""
 
     def __init__(
-        self, bundle: ModelBundle, device: str | torch.device = "cpu", precision: str = "fp32"
+        self, bundle: ModelBundle, device: str | torch.device = "cpu", precision: str = "fp32",
+        quantize: str | None = None,
     ) -> None:
+        from .quantize import QUANTIZE, quantize_int8
+
         if precision not in PRECISIONS:
             raise UsageError(f"precision must be fp32, bf16 or fp16, got {precision!r}")
+        if quantize is not None and quantize not in QUANTIZE:
+            raise UsageError(f"quantize must be {' or '.join(QUANTIZE)}, got {quantize!r}")
         self.bundle = bundle
         self.config = bundle.config
         self.device = torch.device(device)
         self.precision = precision
-        self.model = bundle.model.to(self.device).eval()
+        self.quantize = quantize
+        if quantize:
+            if self.device.type != "cpu":
+                raise UsageError(f"--quantize {quantize} runs on the CPU; drop --device "
+                                 f"{self.device.type} or the quantization")
+            if precision != "fp32":
+                raise UsageError(f"--quantize {quantize} computes in int8 and fp32; drop "
+                                 f"--precision {precision} or the quantization")
+            self.model = quantize_int8(bundle.model)
+        else:
+            self.model = bundle.model.to(self.device).eval()
 
     def translate(
         self, sentences: list[str], *, beam_size: int | None = None,
@@ -107,8 +122,10 @@ class Translator:
                            hyp.log_prob, attention)
 
 
-def load(path: str, device: str = "cpu", precision: str = "fp32") -> Translator:
-    """Load a model directory and return a :class:`Translator` (``precision``: fp32 or bf16)."""
+def load(path: str, device: str = "cpu", precision: str = "fp32",
+         quantize: str | None = None) -> Translator:
+    """Load a model directory and return a :class:`Translator` (``precision``: fp32, bf16 or
+    fp16; ``quantize``: ``"int8"`` for dynamic int8 on CPU)."""
     from ..modeldir import load_model_dir
 
-    return Translator(load_model_dir(path, device), device, precision)
+    return Translator(load_model_dir(path, device), device, precision, quantize)

@@ -43,9 +43,13 @@ class SteppedRNN:
             bias = bias + self._w("bias_hh", 0)
         return F.linear(lead, w, bias)
 
-    def weights(self) -> list[tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]]:
+    def weights(self, dtype: torch.dtype | None = None, int8: bool = False) -> list[tuple]:
         """Per layer: (W over [extra; h] or [x; h], b_hh for GRU, W_hh for GRU) built once per
-        forward pass, so each step does one multiply per layer."""
+        forward pass, so each step does one multiply per layer.
+
+        ``dtype`` casts the matrices once (for autocast decoding, which would otherwise cast
+        them at every step); ``int8`` packs them for dynamic int8 multiplies (CPU decoding).
+        """
         out = []
         for layer in range(self.layers):
             w_ih = self._w("weight_ih", layer)
@@ -53,9 +57,10 @@ class SteppedRNN:
                 w_ih = w_ih[:, self.lead :]
             w_hh = self._w("weight_hh", layer)
             if self.mode == "GRU":
-                out.append((w_ih, self._w("bias_hh", layer), w_hh))
+                out.append((_prepare(w_ih, dtype, int8), self._w("bias_hh", layer),
+                            _prepare(w_hh, dtype, int8)))
             else:
-                out.append((torch.cat([w_ih, w_hh], dim=1), None, w_hh))
+                out.append((_prepare(torch.cat([w_ih, w_hh], dim=1), dtype, int8), None, None))
         return out
 
     def step(
@@ -77,8 +82,8 @@ class SteppedRNN:
                 bias = self._w("bias_ih", layer)
                 base = bias if self.mode == "GRU" else bias + self._w("bias_hh", layer)
             if self.mode == "GRU":
-                gi = base if x is None else base + F.linear(x, w)
-                gh = F.linear(h, w_hh, b_hh)
+                gi = base if x is None else base + _matmul(x, w)
+                gh = _matmul(h, w_hh) + b_hh
                 i_r, i_z, i_n = gi.chunk(3, dim=-1)
                 h_r, h_z, h_n = gh.chunk(3, dim=-1)
                 r = torch.sigmoid(i_r + h_r)
@@ -87,7 +92,8 @@ class SteppedRNN:
                 out = n + z * (h - n)
             else:
                 inp = h if x is None else torch.cat([x, h], dim=-1)
-                gates = torch.addmm(base, inp, w.t())
+                gates = (torch.addmm(base, inp, w.t()) if isinstance(w, torch.Tensor)
+                         else base + _matmul(inp, w))
                 if self.mode == "LSTM":
                     i, f, g, o = gates.chunk(4, dim=-1)
                     c = torch.sigmoid(f) * c_all[layer] + torch.sigmoid(i) * torch.tanh(g)
@@ -103,3 +109,19 @@ class SteppedRNN:
         if self.mode == "LSTM":
             return new_h[-1], (h_stack, torch.stack(new_c))
         return new_h[-1], h_stack
+
+
+def _prepare(w: torch.Tensor, dtype: torch.dtype | None, int8: bool):
+    """A step matrix as the step will use it: as is, cast once, or packed as int8."""
+    if int8:
+        from ..inference.quantize import pack_int8
+
+        return pack_int8(w)
+    return w.to(dtype) if dtype is not None else w
+
+
+def _matmul(x: torch.Tensor, w) -> torch.Tensor:
+    """``x @ w.T`` for a float matrix or an int8-packed one."""
+    if isinstance(w, torch.Tensor):
+        return F.linear(x, w)
+    return torch.ops.quantized.linear_dynamic(x.float(), w, True)

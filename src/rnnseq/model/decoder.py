@@ -101,6 +101,8 @@ class Decoder(nn.Module):
         self.out = nn.Linear(hidden_size, embedding.num_embeddings)
         if tie_embeddings:
             self.out.weight = embedding.weight
+        # Set by rnnseq.inference.quantize: the stepped RNN's matrices packed as int8.
+        self.int8_step_weights: list | None = None
 
     # -- state ------------------------------------------------------------------------------
     def init_state(self, enc: EncoderOutput) -> DecoderState:
@@ -114,7 +116,13 @@ class Decoder(nn.Module):
             # Decoding: one multiply per layer and step over [input; h], with the weights
             # concatenated once per batch (oneDNN's fused LSTM is slow for a single step).
             stepped = SteppedRNN(self.rnn, 0)
-            stepper = (stepped, stepped.precompute(enc.memory.new_zeros(1, 0)), stepped.weights())
+            weights = self.int8_step_weights
+            if weights is None:
+                device = enc.memory.device.type
+                cast = (torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device)
+                        else None)
+                weights = stepped.weights(dtype=cast)
+            stepper = (stepped, stepped.precompute(enc.memory.new_zeros(1, 0)), weights)
         return DecoderState(hidden, feed, enc.memory, keys, enc.mask, stepper)
 
     # -- one step ---------------------------------------------------------------------------
