@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint install clean
+.PHONY: demo test test-fast lint install clean recipes-check peers
 
 install: $(STAMP)
 
@@ -30,7 +30,15 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow"
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks recipes
+
+# Every recipe for two steps on a sample of its data (also run by the test suite).
+recipes-check: $(STAMP)
+	$(BIN)/python recipes/run.py all --check
+
+# Opt-in: OpenNMT-py and JoeyNMT in their own virtualenvs, for benchmarks/peers/compare.py.
+peers:
+	bash benchmarks/peers/setup.sh
 
 clean:
 	rm -rf $(VENV) rnnseq-demo .pytest_cache

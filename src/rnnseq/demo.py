@@ -46,16 +46,20 @@ def demo_config(workdir: Path, steps: int, quick: bool) -> Config:
     return Config.from_dict(raw, "demo config")
 
 
-def write_splits(workdir: Path, quick: bool) -> dict:
+def write_splits(workdir: Path, quick: bool = False, stress: bool = True,
+                 dev_limit: int | None = 1000) -> dict:
+    """Write the CMUdict split into ``workdir``: ``train.tsv`` (every pronunciation of each
+    training word), ``dev.tsv`` (the first pronunciation of the first ``dev_limit`` dev words),
+    ``test.words`` and ``test.prons`` (all pronunciations of a word, tab-separated)."""
     from .data.builtin import cmudict_splits
     from .fileio import atomic_write_text
 
-    splits = cmudict_splits(stress=True)
+    splits = cmudict_splits(stress=stress)
     if quick:
         splits = {name: dict(list(words.items())[:300]) for name, words in splits.items()}
     workdir.mkdir(parents=True, exist_ok=True)
     train_lines = [f"{w}\t{p}" for w, prons in splits["train"].items() for p in prons]
-    dev = list(splits["dev"].items())[:1000]
+    dev = list(splits["dev"].items())[:dev_limit]
     atomic_write_text(workdir / "train.tsv", "\n".join(train_lines) + "\n")
     atomic_write_text(workdir / "dev.tsv", "\n".join(f"{w}\t{p[0]}" for w, p in dev) + "\n")
     atomic_write_text(workdir / "test.words", "\n".join(splits["test"]) + "\n")

@@ -1,0 +1,240 @@
+"""Run a recipe end to end and record its result: prepare the data, train, translate the test
+set, score it. Every step is a plain command (printed as it runs), the same ones the recipe's
+README lists.
+
+    python recipes/run.py multi30k-de-en          # the full recipe (see its README)
+    python recipes/run.py all --check             # every recipe for two steps on a data sample
+
+A full run writes ``OUT/result.json`` (metrics with their signatures, parameters, training
+time, steps, decoding settings, commit) and prints it as a row for ``recipes/README.md``.
+``--check`` runs each recipe on the first lines of its data for two steps in a temporary folder,
+so the recipes never rot (``make recipes-check``; part of the test suite).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+M30K = Path("../shared/data/multi30k")
+
+
+@dataclass
+class Recipe:
+    config: str
+    test: tuple[str, str]  # source file, reference file (tab-separated alternatives)
+    evaluate: list[list[str]]  # one `rnnseq evaluate` option list per call
+    prepare: list[str] = field(default_factory=list)  # a command that writes the data
+    overrides: dict[str, str] = field(default_factory=dict)  # --set, beyond the config
+    needs_multi30k: bool = False
+
+
+def _m30k(src: str, tgt: str) -> dict[str, str]:
+    return {"data.train_src": f"{M30K}/train.{src}", "data.train_tgt": f"{M30K}/train.{tgt}",
+            "data.valid_src": f"{M30K}/val.{src}", "data.valid_tgt": f"{M30K}/val.{tgt}"}
+
+
+def _g2p(folder: str) -> dict[str, str]:
+    return {"data.train_tsv": f"runs/data/{folder}/train.tsv",
+            "data.valid_tsv": f"runs/data/{folder}/dev.tsv"}
+
+
+CASED_BLEU = [["--metric", "bleu", "chrf"], ["--metric", "bleu", "--lowercase"]]
+RECIPES = {
+    "multi30k-de-en": Recipe(
+        "recipes/multi30k-de-en/config.yaml", (f"{M30K}/test2016.de", f"{M30K}/test2016.en"),
+        CASED_BLEU, needs_multi30k=True),
+    "multi30k-en-de": Recipe(  # the same recipe with only the file names changed
+        "recipes/multi30k-de-en/config.yaml", (f"{M30K}/test2016.en", f"{M30K}/test2016.de"),
+        CASED_BLEU, overrides={**_m30k("en", "de"), "train.out_dir": "runs/multi30k-en-de"},
+        needs_multi30k=True),
+    "multi30k-word-lstm": Recipe(
+        "recipes/multi30k-word-lstm/config.yaml",
+        ("runs/data/multi30k-tok/test2016.de", "runs/data/multi30k-tok/test2016.en"),
+        [["--metric", "bleu", "chrf", "--bleu-tokenize", "none"]],
+        prepare=["python", "benchmarks/multi30k.py", "runs/data/multi30k-tok"],
+        needs_multi30k=True),
+    "cmudict-g2p": Recipe(
+        "recipes/cmudict-g2p/config.yaml",
+        ("runs/data/cmudict-nostress/test.words", "runs/data/cmudict-nostress/test.prons"),
+        [["--metric", "ser", "wer"]],
+        prepare=["python", "recipes/cmudict-g2p/prepare.py", "runs/data/cmudict-nostress",
+                 "--no-stress"]),
+    "cmudict-g2p-stress": Recipe(
+        "recipes/cmudict-g2p/config.yaml",
+        ("runs/data/cmudict-stress/test.words", "runs/data/cmudict-stress/test.prons"),
+        [["--metric", "ser", "wer"]],
+        prepare=["python", "recipes/cmudict-g2p/prepare.py", "runs/data/cmudict-stress"],
+        overrides={**_g2p("cmudict-stress"), "train.out_dir": "runs/cmudict-g2p-stress"}),
+}
+
+CHECK_LINES = {"train": 300, "valid": 20, "test": 20}
+
+
+def rnnseq_exe() -> str:
+    exe = Path(sys.executable).parent / "rnnseq"
+    return str(exe) if exe.exists() else "rnnseq"
+
+
+def show(cmd: list[str]) -> str:
+    return " ".join(f"'{c}'" if (" " in c or not c) else c for c in cmd)
+
+
+def run(cmd: list[str], capture: bool = False) -> str:
+    """Run a command from the repository root, echoing it; stop the recipe if it fails."""
+    print(f"$ {show(cmd)}", flush=True)
+    exe = {"python": sys.executable, "rnnseq": rnnseq_exe()}.get(cmd[0], cmd[0])
+    proc = subprocess.run([exe, *cmd[1:]], cwd=ROOT, text=True,
+                          stdout=subprocess.PIPE if capture else None)
+    if proc.returncode:
+        sys.exit(f"recipe step failed ({proc.returncode}): {show(cmd)}")
+    if capture:
+        print(proc.stdout, end="", flush=True)
+    return proc.stdout or ""
+
+
+def head(src: Path, dst: Path, lines: int) -> str:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with open(ROOT / src, encoding="utf-8") as handle:
+        kept = [line for _, line in zip(range(lines), handle, strict=False)]
+    dst.write_text("".join(kept), encoding="utf-8")
+    return str(dst)
+
+
+def check_overrides(overrides: dict, data: dict, test: tuple[str, str],
+                    work: Path) -> tuple[dict, tuple[str, str]]:
+    """Point a recipe at the first lines of its data, two steps, outputs under ``work``."""
+    out: dict[str, str] = {}
+    for key in ("train_src", "train_tgt", "train_tsv", "valid_src", "valid_tgt", "valid_tsv"):
+        path = overrides.get(f"data.{key}") or data.get(key)
+        if path:
+            out[f"data.{key}"] = head(Path(path), work / "sample" / f"{key}.txt",
+                                      CHECK_LINES[key.split("_")[0]])
+    test = (head(Path(test[0]), work / "sample" / "test.src", CHECK_LINES["test"]),
+            head(Path(test[1]), work / "sample" / "test.ref", CHECK_LINES["test"]))
+    out.update({"train.out_dir": str(work / "model"), "train.max_steps": "2",
+                "train.max_minutes": "null", "train.valid_every": "2", "train.log_every": "1"})
+    return out, test
+
+
+def git_commit() -> str:
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
+                             capture_output=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=ROOT, text=True, capture_output=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return sha + ("-dirty" if dirty else "")
+
+
+def parse_train_log(path: Path) -> dict:
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    info: dict = {}
+    if m := re.search(r"model: .*?([\d,]+) parameters", text):
+        info["parameters"] = int(m[1].replace(",", ""))
+    if m := re.findall(r"training stopped at step (\d+): (.*)", text):
+        info["steps"], info["stop_reason"] = int(m[-1][0]), m[-1][1]
+    if m := re.findall(r"best checkpoint: \S+ \(step (\d+), (\w+) ([\d.]+)\)", text):
+        info["best_step"], info["valid_metric"], info["valid_value"] = (
+            int(m[-1][0]), m[-1][1], float(m[-1][2]))
+    return info
+
+
+def run_recipe(name: str, check: bool, work: Path | None) -> dict:
+    recipe = RECIPES[name]
+    print(f"\n=== {name}{' (check)' if check else ''} ===", flush=True)
+    if recipe.needs_multi30k and not (ROOT / M30K / "train.de").exists():
+        print(f"skipped: {M30K} is not there", flush=True)
+        return {"recipe": name, "skipped": f"{M30K} not found"}
+    def local(path: str) -> str:  # a check writes nothing under the repository's runs/
+        return str(work / path) if check and path.startswith("runs/") else path
+
+    if recipe.prepare:
+        run([local(arg) for arg in recipe.prepare])
+    settings = yaml.safe_load((ROOT / recipe.config).read_text(encoding="utf-8"))
+    overrides = {key: local(value) for key, value in recipe.overrides.items()}
+    test = (local(recipe.test[0]), local(recipe.test[1]))
+    if check:
+        data = {key: local(value) for key, value in settings["data"].items()
+                if isinstance(value, str)}
+        extra, test = check_overrides(overrides, data, test, work)
+        overrides.update(extra)
+    out_dir = Path(overrides.get("train.out_dir", settings["train"]["out_dir"]))
+    if not check and (ROOT / out_dir / "last").exists():
+        sys.exit(f"{out_dir} already holds a run; move it away (or resume it with "
+                 f"`rnnseq train {recipe.config} --resume`)")
+    train_cmd = ["rnnseq", "train", recipe.config]
+    for key, value in overrides.items():
+        train_cmd += ["--set", f"{key}={value}"]
+    start = time.perf_counter()
+    run(train_cmd)
+    train_seconds = time.perf_counter() - start
+    model = out_dir / "best"
+    hyp = out_dir / "test.hyp"
+    start = time.perf_counter()
+    run(["rnnseq", "translate", str(model), "-i", test[0], "-o", str(hyp)])
+    decode_seconds = time.perf_counter() - start
+    scores = []
+    for options in recipe.evaluate:
+        printed = run(["rnnseq", "evaluate", "--hyp", str(hyp), "--ref", test[1], *options],
+                      capture=True)
+        scores += [line for line in printed.splitlines() if line.strip()]
+    saved = yaml.safe_load((ROOT / model / "config.yaml").read_text(encoding="utf-8"))
+    decode = saved["decode"]
+    result = {
+        "recipe": name, "scores": scores, "commit": git_commit(),
+        "command": f"python recipes/run.py {name}",
+        "train_minutes": round(train_seconds / 60, 1),
+        "translate_seconds": round(decode_seconds, 1),
+        "decoding": f"beam {decode['beam_size']}, length penalty {decode['length_penalty']}",
+        **parse_train_log(ROOT / out_dir / "train.log"),
+    }
+    (ROOT / out_dir / "result.json").write_text(json.dumps(result, indent=2) + "\n",
+                                                encoding="utf-8")
+    print(f"\nresult ({out_dir / 'result.json'}):")
+    training = (f"{result['train_minutes']} min, {result.get('steps')} steps "
+                f"(best {result.get('best_step')})")
+    print(f"| {name} | {'<br>'.join(scores)} | {result.get('parameters', 0) / 1e6:.1f} M | "
+          f"{training} | {result['decoding']} | `{result['commit']}` |", flush=True)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("recipe", choices=[*RECIPES, "all"])
+    parser.add_argument("--check", action="store_true",
+                        help="two steps on a sample of the data, in a temporary folder")
+    parser.add_argument("--keep", metavar="DIR", help="with --check: work in DIR and keep it")
+    args = parser.parse_args()
+    names = list(RECIPES) if args.recipe == "all" else [args.recipe]
+    if not args.check:
+        for name in names:
+            run_recipe(name, False, None)
+        return
+    work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="rnnseq-recipes-"))
+    try:
+        for name in names:
+            result = run_recipe(name, True, work.resolve() / name)
+            if not result.get("skipped") and not result["scores"]:
+                sys.exit(f"{name}: no scores came out")
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    print("\nrecipes check passed")
+
+
+if __name__ == "__main__":
+    main()
