@@ -43,13 +43,19 @@ class SteppedRNN:
             bias = bias + self._w("bias_hh", 0)
         return F.linear(lead, w, bias)
 
-    def weights(self, dtype: torch.dtype | None = None, int8: bool = False) -> list[tuple]:
+    def weights(self, dtype: torch.dtype | None = None, int8: bool = False,
+                defer_grad: bool = False) -> list[tuple]:
         """Per layer: (W over [extra; h] or [x; h], b_hh for GRU, W_hh for GRU) built once per
         forward pass, so each step does one multiply per layer.
 
         ``dtype`` casts the matrices once (for autocast decoding, which would otherwise cast
         them at every step); ``int8`` packs them for dynamic int8 multiplies (CPU decoding).
+        ``defer_grad`` (training) wraps each matrix in a :class:`StepWeight`: cast once per
+        forward pass under autocast, and its gradient computed in one multiply over all steps.
         """
+        def prepare(w: torch.Tensor):
+            return StepWeight(w) if defer_grad else _prepare(w, dtype, int8)
+
         out = []
         for layer in range(self.layers):
             w_ih = self._w("weight_ih", layer)
@@ -57,10 +63,9 @@ class SteppedRNN:
                 w_ih = w_ih[:, self.lead :]
             w_hh = self._w("weight_hh", layer)
             if self.mode == "GRU":
-                out.append((_prepare(w_ih, dtype, int8), self._w("bias_hh", layer),
-                            _prepare(w_hh, dtype, int8)))
+                out.append((prepare(w_ih), self._w("bias_hh", layer), prepare(w_hh)))
             else:
-                out.append((_prepare(torch.cat([w_ih, w_hh], dim=1), dtype, int8), None, None))
+                out.append((prepare(torch.cat([w_ih, w_hh], dim=1)), None, None))
         return out
 
     def step(
@@ -121,7 +126,62 @@ def _prepare(w: torch.Tensor, dtype: torch.dtype | None, int8: bool):
 
 
 def _matmul(x: torch.Tensor, w) -> torch.Tensor:
-    """``x @ w.T`` for a float matrix or an int8-packed one."""
+    """``x @ w.T`` for a float matrix, a :class:`StepWeight` or an int8-packed matrix."""
     if isinstance(w, torch.Tensor):
         return F.linear(x, w)
+    if isinstance(w, StepWeight):
+        return w(x)
     return torch.ops.quantized.linear_dynamic(x.float(), w, True)
+
+
+class StepWeight:
+    """A step matrix ``W (G, K)`` used once per time step of a training forward pass.
+
+    Autograd would compute ``dW`` at every step (a ``(G, B) @ (B, K)`` multiply with a short
+    inner dimension) and add it into a ``(G, K)`` buffer. Here each step's backward only keeps
+    its input and output gradient, and the backward of the first step, which autograd runs
+    last because every later step depends on it, computes ``dW`` for all steps in one
+    ``(G, T*B) @ (T*B, K)`` multiply. Under autocast the matrix is cast once per forward pass
+    instead of at every step.
+    """
+
+    def __init__(self, w: torch.Tensor) -> None:
+        self.w = w
+        self.cast: torch.Tensor | None = None
+        self.saved: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.steps = 0
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.cast is None:
+            device = x.device.type
+            dtype = (torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device)
+                     else self.w.dtype)
+            self.cast = self.w.detach().to(dtype)
+        first = self.steps == 0
+        self.steps += 1
+        return _DeferredMatmul.apply(x, self.w, self, first)
+
+
+class _DeferredMatmul(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, w, holder: StepWeight, first: bool):
+        xc = x.to(holder.cast.dtype)
+        ctx.holder, ctx.first, ctx.x_dtype = holder, first, x.dtype
+        ctx.save_for_backward(xc)
+        return xc @ holder.cast.t()
+
+    @staticmethod
+    def backward(ctx, grad):
+        (xc,) = ctx.saved_tensors
+        holder = ctx.holder
+        grad = grad.to(holder.cast.dtype)
+        grad_x = (grad @ holder.cast).to(ctx.x_dtype) if ctx.needs_input_grad[0] else None
+        grad_w = None
+        if ctx.needs_input_grad[1]:
+            holder.saved.append((xc, grad))
+            if ctx.first:  # the last step backward runs: every step's gradient is in
+                xs = torch.cat([s[0] for s in holder.saved])
+                grads = torch.cat([s[1] for s in holder.saved])
+                holder.saved.clear()
+                grad_w = (grads.t() @ xs).to(holder.w.dtype)
+        return grad_x, grad_w, None, None

@@ -188,7 +188,7 @@ class Decoder(nn.Module):
             return torch.tanh(self.combine(torch.cat([h, context], dim=-1))), weights
         stepped = SteppedRNN(self.rnn, emb.shape[-1])
         pre = stepped.precompute(emb)
-        layer_weights = stepped.weights()
+        layer_weights = stepped.weights(defer_grad=torch.is_grad_enabled())
         hidden, feed = state.hidden, state.feed
         outputs, all_weights = [], []
         for t in range(tgt_in.shape[1]):
