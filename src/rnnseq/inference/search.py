@@ -1,9 +1,10 @@
 """Greedy and batched beam search over any decoder with ``step(prev_tokens, state)``.
 
 The decoder contract: ``step(prev (B,), state) -> (log_probs (B, V), state, attn (B, S) | None)``
-and ``state.index_select(rows)``. Search never looks inside the state, so every decoder variant
-works with every search. Finished sentences leave the working batch, which keeps each step's
-batch as small as the work left.
+and ``state.index_select(rows)``; a state may also offer ``reorder(rows)`` for rows that stay
+within their sentence (beam back-pointers), which can leave the source side in place. Search
+never looks inside the state, so every decoder variant works with every search. Finished
+sentences leave the working batch, which keeps each step's batch as small as the work left.
 """
 
 from __future__ import annotations
@@ -176,7 +177,10 @@ def beam_search(
         if not keep_sent:
             break
         index = torch.tensor(next_rows, dtype=torch.long, device=device)
-        state = state.index_select(index)
+        if len(keep_sent) == n and hasattr(state, "reorder"):
+            state = state.reorder(index)  # same sentences: the source side stays put
+        else:
+            state = state.index_select(index)
         prev = torch.tensor(next_toks, dtype=torch.long, device=device)
         history = torch.cat([history.index_select(0, index), prev[:, None]], dim=1)
         if attn_history is not None:

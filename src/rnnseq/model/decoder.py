@@ -51,6 +51,16 @@ class DecoderState:
             pick(self.feed), pick(self.memory), pick(self.keys), pick(self.mask), self.stepper,
         )
 
+    def reorder(self, index: torch.Tensor) -> DecoderState:
+        """Like :meth:`index_select` for an ``index`` that maps every row to a row of the same
+        source (beam back-pointers within each sentence): the source-side tensors (memory, keys,
+        mask) stay as they are, and only the per-hypothesis state moves."""
+        return DecoderState(
+            map_state(self.hidden, lambda s: s.index_select(1, index)),
+            None if self.feed is None else self.feed.index_select(0, index),
+            self.memory, self.keys, self.mask, self.stepper,
+        )
+
 
 class Bridge(nn.Module):
     """Maps the encoder's final state to the decoder's initial state (``linear|copy|zero``)."""
