@@ -163,7 +163,8 @@ def child_startup(args) -> dict:
     seconds = time.perf_counter() - start
     if proc.returncode:
         raise RuntimeError(proc.stderr)
-    return {"seconds": seconds}
+    rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the translate process
+    return {"seconds": seconds, "peak_rss_mib": rss}
 
 
 def run_child(args) -> None:
@@ -171,7 +172,7 @@ def run_child(args) -> None:
     func = kind.get(args.phase) or (child_train if args.phase.startswith("train")
                                     else child_decode)
     result = func(args)
-    result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result.setdefault("peak_rss_mib", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     print("RESULT " + json.dumps(result))
 
 

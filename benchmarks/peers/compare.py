@@ -197,7 +197,8 @@ class Bench:
             run_measured([self.bin("onmt", "onmt_train"), "-config", str(cfg)], log)
         else:
             cfg = self.write_yaml("joey-decode.yaml", joey_config(self.work, steps, 100, "decode"))
-            run_measured([self.bin("joey", "python"), "-m", "joeynmt", "train", str(cfg)], log)
+            run_measured([self.bin("joey", "python"), "-m", "joeynmt", "train", str(cfg),
+                              "--skip-test"], log)
 
     def speed(self, phase: str, **extra) -> dict:
         """One child phase of benchmarks/speed.py (the same measurement as its own table)."""
@@ -257,7 +258,8 @@ class Bench:
         if measure == "train":
             cfg = self.write_yaml("joey-train.yaml", joey_config(
                 self.work, a.warmup + a.train_steps, a.report_every, "speed"))
-            m = run_measured([self.bin("joey", "python"), "-m", "joeynmt", "train", str(cfg)],
+            m = run_measured([self.bin("joey", "python"), "-m", "joeynmt", "train", str(cfg),
+                              "--skip-test"],
                              logs / "joey-train.log")
             return {"value": steady_rate(joey_windows(m.log), a.warmup), "rss": m.peak_rss_mib}
         beam = 5 if measure == "beam5" else 1
