@@ -93,6 +93,8 @@ def _sacrebleu(name: str, hyps: Sequence[str], refs: Sequence[Sequence[str]], **
     width = max(len(r) for r in refs)
     # sacreBLEU takes reference streams; lines with fewer alternatives repeat their first.
     streams = [[r[i] if i < len(r) else r[0] for r in refs] for i in range(width)]
+    if name == "bleu" and kwargs.get("tokenize") == "none":
+        kwargs.setdefault("force", True)  # pre-tokenized text by request: no "detokenize" nag
     metric = sacrebleu.BLEU(**kwargs) if name == "bleu" else sacrebleu.CHRF(**kwargs)
     result = metric.corpus_score(list(hyps), streams)
     detail = str(result).split("=", 1)[1].strip() if name == "bleu" else ""
