@@ -23,7 +23,6 @@ How each number is taken:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import statistics
@@ -39,6 +38,7 @@ HERE = Path(__file__).resolve().parent
 BENCH = HERE.parent
 sys.path.insert(0, str(BENCH))
 
+import speed  # noqa: E402
 from multi30k import available, prepare  # noqa: E402
 
 SYSTEMS = ("rnnseq", "onmt", "joey")
@@ -203,18 +203,13 @@ class Bench:
     def speed(self, phase: str, **extra) -> dict:
         """One child phase of benchmarks/speed.py (the same measurement as its own table)."""
         a = self.args
-        cmd = [sys.executable, str(BENCH / "speed.py"), "--child", "--phase", phase,
-               "--preset", "multi30k-word-lstm", "--data", str(self.data),
-               "--work", str(self.work / "rnnseq"), "--train-steps", str(a.train_steps),
-               "--warmup", str(a.warmup), "--decode-train-steps", str(a.decode_train_steps),
-               "--model", extra.pop("model", str(self.decode_model("rnnseq")))]
-        (self.work / "rnnseq").mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "OMP_NUM_THREADS": "2"}
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-        lines = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
-        if proc.returncode or not lines:
-            raise RuntimeError(f"rnnseq {phase} failed:\n{proc.stderr[-3000:]}")
-        return json.loads(lines[-1][len("RESULT "):])
+        work = self.work / "rnnseq"
+        work.mkdir(parents=True, exist_ok=True)
+        child = argparse.Namespace(
+            preset="multi30k-word-lstm", data=self.data, work=work,
+            model=extra.pop("model", self.decode_model("rnnseq")), train_steps=a.train_steps,
+            warmup=a.warmup, decode_train_steps=a.decode_train_steps)
+        return speed.spawn(child, phase)
 
     # one measurement
     def measure(self, system: str, measure: str, precision: str = "fp32") -> dict:

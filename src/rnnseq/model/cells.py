@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..precision import autocast_dtype
 from .rnn import State
 
 
@@ -149,16 +150,12 @@ class StepWeight:
         self.w = w
         self.cast: torch.Tensor | None = None
         self.saved: list[tuple[torch.Tensor, torch.Tensor]] = []
-        self.steps = 0
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if self.cast is None:
-            device = x.device.type
-            dtype = (torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device)
-                     else self.w.dtype)
+        first = self.cast is None
+        if first:
+            dtype = autocast_dtype(x.device.type) or self.w.dtype
             self.cast = self.w.detach().to(dtype)
-        first = self.steps == 0
-        self.steps += 1
         return _DeferredMatmul.apply(x, self.w, self, first)
 
 

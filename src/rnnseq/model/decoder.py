@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..precision import autocast_dtype
 from .attention import make_attention
 from .cells import SteppedRNN
 from .encoder import EncoderOutput
@@ -128,10 +129,7 @@ class Decoder(nn.Module):
             stepped = SteppedRNN(self.rnn, 0)
             weights = self.int8_step_weights
             if weights is None:
-                device = enc.memory.device.type
-                cast = (torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device)
-                        else None)
-                weights = stepped.weights(dtype=cast)
+                weights = stepped.weights(dtype=autocast_dtype(enc.memory.device.type))
             stepper = (stepped, stepped.precompute(enc.memory.new_zeros(1, 0)), weights)
         return DecoderState(hidden, feed, enc.memory, keys, enc.mask, stepper)
 
