@@ -6,6 +6,7 @@ import pytest
 
 from rnnseq.config import Config, TrainConfig
 from rnnseq.data.corpus import DataError
+from rnnseq.errors import ConfigError
 from rnnseq.training.schedule import Schedule
 from rnnseq.training.trainer import train
 
@@ -46,6 +47,22 @@ def test_schedules():
     again = Schedule(plateau.cfg)
     again.load_state_dict(plateau.state_dict())
     assert again.lr(50) == plateau.lr(50)
+    cosine = Schedule(TrainConfig(lr=1.0, schedule="cosine", warmup_steps=10, max_steps=110,
+                                  min_lr=0.1))
+    assert cosine.lr(5) == 0.5 and cosine.lr(10) == 1.0        # warm-up, then the peak
+    assert cosine.lr(60) == pytest.approx(0.55)                 # half-way: the mean
+    assert cosine.lr(110) == pytest.approx(0.1) and cosine.lr(500) == pytest.approx(0.1)
+    rates = [cosine.lr(s) for s in range(10, 111)]
+    assert all(a >= b for a, b in zip(rates, rates[1:], strict=False))  # never rises
+
+
+@pytest.mark.parametrize("train, message", [
+    ({"schedule": "cosine", "max_steps": None, "max_minutes": 5}, "set it"),
+    ({"schedule": "cosine", "max_steps": 100, "warmup_steps": 100}, r"warmup_steps \(100\)"),
+])
+def test_cosine_schedule_needs_max_steps(train, message):
+    with pytest.raises(ConfigError, match=message):
+        Config.from_dict({"data": {"train_tsv": "x.tsv"}, "train": train})
 
 
 def test_early_stopping(tmp_path):

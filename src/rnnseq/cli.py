@@ -1,4 +1,4 @@
-"""Command line: ``rnnseq train | translate | evaluate | demo | config``.
+"""Command line: ``rnnseq train | translate | evaluate | average | demo | config``.
 
 Each sub-command parses its arguments and calls one library function. Heavy modules (torch)
 are imported inside the commands, so ``rnnseq --help`` is instant.
@@ -152,6 +152,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- average ------------------------------------------------------------------------------------
+def cmd_average(args: argparse.Namespace) -> int:
+    from .average import average_model_dirs, resolve_inputs
+
+    dirs = resolve_inputs(args.inputs, args.last)
+    out = average_model_dirs(dirs, args.output)
+    print(f"averaged {len(dirs)} checkpoints ({', '.join(d.name for d in dirs)}) into {out}")
+    return 0
+
+
 # -- demo / config ------------------------------------------------------------------------------
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
@@ -223,6 +233,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bleu-tokenize", help="sacreBLEU tokenizer for BLEU (default 13a; "
                    "'none' for pre-tokenized text)")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("average", help="average the weights of several checkpoints into a "
+                       "new model directory")
+    p.add_argument("inputs", nargs="+", help="model directories, or a training output "
+                   "directory standing for all its kept checkpoints")
+    p.add_argument("-o", "--output", required=True, help="new model directory to write")
+    p.add_argument("--last", type=int, help="average only the newest N of the inputs")
+    p.set_defaults(func=cmd_average)
 
     p = sub.add_parser("demo", help="train and test a grapheme-to-phoneme model on CMUdict")
     p.add_argument("--out", default="rnnseq-demo", help="working directory (default "

@@ -95,7 +95,9 @@ class TrainConfig:
     lr: float = _f(1e-3, gt=0.0)
     weight_decay: float = _f(0.0, min=0.0)
     momentum: float = _f(0.0, min=0.0)
-    schedule: Literal["constant", "inverse_sqrt", "step", "plateau"] = _f("constant")
+    schedule: Literal["constant", "inverse_sqrt", "step", "plateau", "cosine"] = _f(
+        "constant", help="cosine: from lr to min_lr between the warm-up's end and max_steps"
+    )
     warmup_steps: int = _f(0, min=0)
     decay_factor: float = _f(0.5, gt=0.0)
     decay_every: int = _f(1000, min=1, help="step schedule: steps between decays")
@@ -107,6 +109,9 @@ class TrainConfig:
     )
     label_smoothing: float = _f(0.1, min=0.0)
     valid_every: int = _f(500, min=1, help="validate and checkpoint every N steps")
+    keep_checkpoints: int = _f(
+        1, min=1, help="keep the N newest checkpoints (plus best), e.g. for `rnnseq average`"
+    )
     save_every: int | None = _f(
         None, min=1, help="also checkpoint (without validating) every N steps"
     )
@@ -229,6 +234,15 @@ class Config:
             raise ConfigError(
                 f"{source}: set at least one of train.max_steps, train.max_epochs, "
                 "train.max_minutes"
+            )
+        if t.schedule == "cosine" and t.max_steps is None:
+            raise ConfigError(
+                f"{source}: train.schedule: cosine decays towards train.max_steps; set it"
+            )
+        if t.schedule == "cosine" and t.max_steps is not None and t.warmup_steps >= t.max_steps:
+            raise ConfigError(
+                f"{source}: train.warmup_steps ({t.warmup_steps}) must be below "
+                f"train.max_steps ({t.max_steps}) with schedule: cosine"
             )
         if self.decode.n_best > self.decode.beam_size:
             raise ConfigError(

@@ -88,9 +88,10 @@ def set_rng_state(tensors: dict, plain: dict) -> None:
 
 def save_checkpoint(
     out_dir: Path, bundle: ModelBundle, optimizer: torch.optim.Optimizer, state: dict,
-    is_best: bool,
+    is_best: bool, keep: int = 1,
 ) -> Path:
-    """Write ``checkpoints/step-N`` and switch ``last`` (and ``best``) to it atomically."""
+    """Write ``checkpoints/step-N``, switch ``last`` (and ``best``) to it atomically and remove
+    checkpoints beyond the ``keep`` newest (``best`` is always kept)."""
     from safetensors.torch import save
 
     step = state["step"]
@@ -120,15 +121,27 @@ def save_checkpoint(
     atomic_symlink(f"checkpoints/{name}", out_dir / "last")
     if is_best:
         atomic_symlink(f"checkpoints/{name}", out_dir / "best")
-    prune(out_dir)
+    prune(out_dir, keep)
     return target
 
 
-def prune(out_dir: Path) -> None:
-    """Remove checkpoint directories that neither ``last`` nor ``best`` points to."""
-    keep = {(out_dir / link).resolve() for link in ("last", "best") if (out_dir / link).exists()}
-    for path in (out_dir / "checkpoints").iterdir():
-        if path.is_dir() and not path.name.startswith(".") and path.resolve() not in keep:
+def checkpoint_dirs(out_dir: Path) -> list[Path]:
+    """The complete checkpoints of a training output directory, oldest first."""
+    folder = out_dir / "checkpoints"
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir()
+                  if p.is_dir() and p.name.startswith("step-") and not p.name.startswith("."))
+
+
+def prune(out_dir: Path, keep: int = 1) -> None:
+    """Remove checkpoint directories other than the ``keep`` newest and those ``last`` and
+    ``best`` point to."""
+    links = {(out_dir / link).resolve() for link in ("last", "best") if (out_dir / link).exists()}
+    steps = checkpoint_dirs(out_dir)
+    kept = links | {p.resolve() for p in steps[-keep:]}
+    for path in steps:
+        if path.resolve() not in kept:
             shutil.rmtree(path, ignore_errors=True)
 
 

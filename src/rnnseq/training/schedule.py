@@ -1,7 +1,8 @@
-"""Learning-rate schedules: constant, warmup + inverse square root, step decay, plateau.
+"""Learning-rate schedules: constant, warmup + inverse square root, step decay, plateau, cosine.
 
 All schedules start with an optional linear warm-up. ``plateau`` multiplies the rate by
-``decay_factor`` after ``plateau_patience`` validations without improvement.
+``decay_factor`` after ``plateau_patience`` validations without improvement. ``cosine`` falls
+from ``lr`` to ``min_lr`` along half a cosine between the end of the warm-up and ``max_steps``.
 """
 
 from __future__ import annotations
@@ -29,6 +30,10 @@ class Schedule:
             rate *= c.decay_factor ** (max(step - warm, 0) // c.decay_every)
         elif c.schedule == "plateau":
             rate *= self.plateau_scale
+        elif c.schedule == "cosine" and step >= warm:
+            span = max((c.max_steps or step) - warm, 1)
+            done = min(max(step - warm, 0) / span, 1.0)
+            rate = c.min_lr + (rate - c.min_lr) * 0.5 * (1.0 + math.cos(math.pi * done))
         if warm and step < warm:
             rate *= step / warm
         return max(rate, c.min_lr) if step >= warm else rate

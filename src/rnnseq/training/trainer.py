@@ -545,7 +545,8 @@ class Trainer:
             "rng_ranks": rng_ranks,
         }
         try:
-            save_checkpoint(self.out_dir, self._bundle(), self.optimizer, state, is_best)
+            save_checkpoint(self.out_dir, self._bundle(), self.optimizer, state, is_best,
+                            self.config.train.keep_checkpoints)
         except OutputError as err:
             last = self.out_dir / "last"
             kept = f"{last} -> {last.resolve().name}" if last.exists() else "none yet"
