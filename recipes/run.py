@@ -4,6 +4,7 @@ README lists.
 
     python recipes/run.py multi30k-de-en          # the full recipe (see its README)
     python recipes/run.py all --check             # every recipe for two steps on a data sample
+    python recipes/run.py multi30k-de-en --resume # continue an interrupted run
 
 A full run writes ``OUT/result.json`` (metrics with their signatures, parameters, training
 time, steps, decoding settings, commit) and prints it as a row for ``recipes/README.md``.
@@ -152,7 +153,7 @@ def parse_train_log(path: Path) -> dict:
     return info
 
 
-def run_recipe(name: str, check: bool, work: Path | None) -> dict:
+def run_recipe(name: str, check: bool, work: Path | None, resume: bool = False) -> dict:
     recipe = RECIPES[name]
     print(f"\n=== {name}{' (check)' if check else ''} ===", flush=True)
     if recipe.needs_multi30k and not (ROOT / M30K / "train.de").exists():
@@ -172,12 +173,15 @@ def run_recipe(name: str, check: bool, work: Path | None) -> dict:
         extra, test = check_overrides(overrides, data, test, work)
         overrides.update(extra)
     out_dir = Path(overrides.get("train.out_dir", settings["train"]["out_dir"]))
-    if not check and (ROOT / out_dir / "last").exists():
-        sys.exit(f"{out_dir} already holds a run; move it away (or resume it with "
-                 f"`rnnseq train {recipe.config} --resume`)")
+    resuming = resume and not check and (ROOT / out_dir / "last").exists()
+    if not check and not resuming and (ROOT / out_dir / "last").exists():
+        sys.exit(f"{out_dir} already holds a run; move it away, or continue it with "
+                 f"`python recipes/run.py {name} --resume`")
     train_cmd = ["rnnseq", "train", recipe.config]
     for key, value in overrides.items():
         train_cmd += ["--set", f"{key}={value}"]
+    if resuming:
+        train_cmd.append("--resume")
     start = time.perf_counter()
     run(train_cmd)
     train_seconds = time.perf_counter() - start
@@ -198,6 +202,7 @@ def run_recipe(name: str, check: bool, work: Path | None) -> dict:
         "command": f"python recipes/run.py {name}",
         "train_minutes": round(train_seconds / 60, 1),
         "translate_seconds": round(decode_seconds, 1),
+        **({"resumed": "train_minutes counts only the resumed part"} if resuming else {}),
         "decoding": f"beam {decode['beam_size']}, length penalty {decode['length_penalty']}",
         **parse_train_log(ROOT / out_dir / "train.log"),
     }
@@ -218,11 +223,15 @@ def main() -> None:
     parser.add_argument("--check", action="store_true",
                         help="two steps on a sample of the data, in a temporary folder")
     parser.add_argument("--keep", metavar="DIR", help="with --check: work in DIR and keep it")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue an interrupted run from its OUT/last checkpoint")
     args = parser.parse_args()
     names = list(RECIPES) if args.recipe == "all" else [args.recipe]
+    if args.resume and args.check:
+        parser.error("--resume applies to full runs, not to --check")
     if not args.check:
         for name in names:
-            run_recipe(name, False, None)
+            run_recipe(name, False, None, args.resume)
         return
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="rnnseq-recipes-"))
     try:

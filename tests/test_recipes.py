@@ -50,3 +50,9 @@ def test_unknown_recipe_is_refused():
     proc = subprocess.run([sys.executable, str(RUN), "no-such-recipe"], capture_output=True,
                           text=True)
     assert proc.returncode == 2 and "invalid choice" in proc.stderr
+
+
+def test_resume_applies_to_full_runs_only():
+    proc = subprocess.run([sys.executable, str(RUN), "cmudict-g2p", "--check", "--resume"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "--resume applies to full runs" in proc.stderr
