@@ -39,6 +39,10 @@ class Recipe:
     prepare: list[str] = field(default_factory=list)  # a command that writes the data
     overrides: dict[str, str] = field(default_factory=dict)  # --set, beyond the config
     needs_multi30k: bool = False
+    # Checkpoint averaging: average the newest `average` checkpoints, decode the dev set with
+    # best/ and with the average, and test the one whose first metric is better on dev.
+    average: int = 0
+    dev: tuple[str, str] | None = None  # source, references (tab-separated alternatives)
 
 
 def _m30k(src: str, tgt: str) -> dict[str, str]:
@@ -71,13 +75,17 @@ RECIPES = {
         ("runs/data/cmudict-nostress/test.words", "runs/data/cmudict-nostress/test.prons"),
         [["--metric", "ser", "wer"]],
         prepare=["python", "recipes/cmudict-g2p/prepare.py", "runs/data/cmudict-nostress",
-                 "--no-stress"]),
+                 "--no-stress"],
+        average=3,
+        dev=("runs/data/cmudict-nostress/dev.words", "runs/data/cmudict-nostress/dev.prons")),
     "cmudict-g2p-stress": Recipe(
         "recipes/cmudict-g2p/config.yaml",
         ("runs/data/cmudict-stress/test.words", "runs/data/cmudict-stress/test.prons"),
         [["--metric", "ser", "wer"]],
         prepare=["python", "recipes/cmudict-g2p/prepare.py", "runs/data/cmudict-stress"],
-        overrides={**_g2p("cmudict-stress"), "train.out_dir": "runs/cmudict-g2p-stress"}),
+        overrides={**_g2p("cmudict-stress"), "train.out_dir": "runs/cmudict-g2p-stress"},
+        average=3,
+        dev=("runs/data/cmudict-stress/dev.words", "runs/data/cmudict-stress/dev.prons")),
 }
 
 CHECK_LINES = {"train": 300, "valid": 20, "test": 20}
@@ -111,6 +119,34 @@ def head(src: Path, dst: Path, lines: int) -> str:
         kept = [line for _, line in zip(range(lines), handle, strict=False)]
     dst.write_text("".join(kept), encoding="utf-8")
     return str(dst)
+
+
+def first_score(printed: str) -> tuple[str, float]:
+    """The first metric of `rnnseq evaluate`'s output: ("SER", 32.59) from "SER = 32.59 (...)"."""
+    m = re.search(r"^(\w+) = ([\d.]+)", printed, re.MULTILINE)
+    if not m:
+        sys.exit(f"no score in the evaluation output: {printed!r}")
+    return m[1], float(m[2])
+
+
+def select_on_dev(recipe: Recipe, out_dir: Path, dev: tuple[str, str]) -> tuple[Path, dict]:
+    """Average the newest checkpoints, then pick best/ or the average by the dev score."""
+    averaged = out_dir / "averaged"
+    run(["rnnseq", "average", str(out_dir), "--last", str(recipe.average), "-o", str(averaged)])
+    scores = {}
+    for model in (out_dir / "best", averaged):
+        hyp = out_dir / f"dev.{model.name}.hyp"
+        run(["rnnseq", "translate", str(model), "-i", dev[0], "-o", str(hyp)])
+        printed = run(["rnnseq", "evaluate", "--hyp", str(hyp), "--ref", dev[1],
+                       *recipe.evaluate[0]], capture=True)
+        metric, scores[model.name] = first_score(printed)
+    lower_is_better = metric in ("SER", "WER", "CER")
+    gain = scores["averaged"] - scores["best"]
+    chosen = averaged if (gain < 0 if lower_is_better else gain > 0) else out_dir / "best"
+    print(f"dev {metric}: best {scores['best']}, averaged {scores['averaged']} -> "
+          f"testing {chosen.name}", flush=True)
+    return chosen, {"dev_metric": metric, "dev_scores": scores, "tested": chosen.name,
+                    "averaged": f"newest {recipe.average} checkpoints"}
 
 
 def check_overrides(overrides: dict, data: dict, test: tuple[str, str],
@@ -167,11 +203,17 @@ def run_recipe(name: str, check: bool, work: Path | None, resume: bool = False) 
     settings = yaml.safe_load((ROOT / recipe.config).read_text(encoding="utf-8"))
     overrides = {key: local(value) for key, value in recipe.overrides.items()}
     test = (local(recipe.test[0]), local(recipe.test[1]))
+    dev = (local(recipe.dev[0]), local(recipe.dev[1])) if recipe.dev else None
     if check:
         data = {key: local(value) for key, value in settings["data"].items()
                 if isinstance(value, str)}
         extra, test = check_overrides(overrides, data, test, work)
         overrides.update(extra)
+        if recipe.average:  # two checkpoints to average
+            overrides["train.valid_every"] = "1"
+        if dev:
+            dev = (head(Path(dev[0]), work / "sample" / "dev.src", CHECK_LINES["test"]),
+                   head(Path(dev[1]), work / "sample" / "dev.ref", CHECK_LINES["test"]))
     out_dir = Path(overrides.get("train.out_dir", settings["train"]["out_dir"]))
     resuming = resume and not check and (ROOT / out_dir / "last").exists()
     if not check and not resuming and (ROOT / out_dir / "last").exists():
@@ -185,7 +227,9 @@ def run_recipe(name: str, check: bool, work: Path | None, resume: bool = False) 
     start = time.perf_counter()
     run(train_cmd)
     train_seconds = time.perf_counter() - start
-    model = out_dir / "best"
+    model, selection = out_dir / "best", {}
+    if recipe.average and dev:
+        model, selection = select_on_dev(recipe, out_dir, dev)
     hyp = out_dir / "test.hyp"
     start = time.perf_counter()
     run(["rnnseq", "translate", str(model), "-i", test[0], "-o", str(hyp)])
@@ -203,6 +247,7 @@ def run_recipe(name: str, check: bool, work: Path | None, resume: bool = False) 
         "train_minutes": round(train_seconds / 60, 1),
         "translate_seconds": round(decode_seconds, 1),
         **({"resumed": "train_minutes counts only the resumed part"} if resuming else {}),
+        **selection,
         "decoding": f"beam {decode['beam_size']}, length penalty {decode['length_penalty']}",
         **parse_train_log(ROOT / out_dir / "train.log"),
     }

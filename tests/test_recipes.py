@@ -31,6 +31,10 @@ def test_recipe_runs_for_two_steps(name, tmp_path):
     expected = {"multi30k-word-lstm": {"BLEU", "CHRF"}, "cmudict-g2p": {"SER", "WER"},
                 "cmudict-g2p-stress": {"SER", "WER"}}.get(name, {"BLEU", "CHRF"})
     assert metrics == expected
+    if recipes.RECIPES[name].average:  # averaged, then chosen on dev
+        assert result["tested"] in ("best", "averaged")
+        assert set(result["dev_scores"]) == {"best", "averaged"}
+        assert (tmp_path / name / "model" / "averaged" / "model.safetensors").exists()
     # nothing of a check lands in the repository's runs/ folder
     assert not any(arg.startswith("runs/") or "=runs/" in arg for arg in proc.stdout.split())
 
@@ -44,6 +48,12 @@ def test_recipe_train_log_is_parsed(tmp_path):
     assert recipes.parse_train_log(log) == {
         "parameters": 13690434, "steps": 5000, "stop_reason": "reached train.max_steps (5000)",
         "best_step": 4500, "valid_metric": "bleu", "valid_value": 39.1234}
+
+
+def test_first_score_reads_the_evaluate_output():
+    assert recipes.first_score("SER = 32.59 (2062/6327 wrong)\nWER = 7.77 (...)\n") == (
+        "SER", 32.59)
+    assert recipes.first_score("BLEU = 41.87 73.1/50.2 nrefs:1|case:mixed\n") == ("BLEU", 41.87)
 
 
 def test_unknown_recipe_is_refused():

@@ -6,9 +6,9 @@ The split is by word, deterministic and independent of the dictionary's other en
 goes to test (5 %), dev (2 %) or train by a SHA-256 hash of its spelling, so every pronunciation
 of a word is on one side. Writes ``train.tsv`` (word<TAB>pronunciation, one line per
 pronunciation), ``dev.tsv`` (each dev word with its first pronunciation, for validation),
-``test.words`` and ``test.prons`` (all of a word's pronunciations, tab-separated: a word counts
-as right if it matches any). ``--no-stress`` removes the stress digits (AH0 -> AH), the setting
-of the G2P literature.
+``dev.words``/``dev.prons`` and ``test.words``/``test.prons`` (all of a word's pronunciations,
+tab-separated: a word counts as right if it matches any). ``--no-stress`` removes the stress
+digits (AH0 -> AH), the setting of the G2P literature.
 """
 
 from __future__ import annotations

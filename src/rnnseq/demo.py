@@ -49,8 +49,9 @@ def demo_config(workdir: Path, steps: int, quick: bool) -> Config:
 def write_splits(workdir: Path, quick: bool = False, stress: bool = True,
                  dev_limit: int | None = 1000) -> dict:
     """Write the CMUdict split into ``workdir``: ``train.tsv`` (every pronunciation of each
-    training word), ``dev.tsv`` (the first pronunciation of the first ``dev_limit`` dev words),
-    ``test.words`` and ``test.prons`` (all pronunciations of a word, tab-separated)."""
+    training word), ``dev.tsv`` (the first pronunciation of the first ``dev_limit`` dev words,
+    for validation while training), ``dev.words``/``dev.prons`` and ``test.words``/``test.prons``
+    (each word with all its pronunciations, tab-separated)."""
     from .data.builtin import cmudict_splits
     from .fileio import atomic_write_text
 
@@ -62,9 +63,11 @@ def write_splits(workdir: Path, quick: bool = False, stress: bool = True,
     dev = list(splits["dev"].items())[:dev_limit]
     atomic_write_text(workdir / "train.tsv", "\n".join(train_lines) + "\n")
     atomic_write_text(workdir / "dev.tsv", "\n".join(f"{w}\t{p[0]}" for w, p in dev) + "\n")
-    atomic_write_text(workdir / "test.words", "\n".join(splits["test"]) + "\n")
-    atomic_write_text(workdir / "test.prons",
-                      "\n".join("\t".join(p) for p in splits["test"].values()) + "\n")
+    for name in ("dev", "test"):
+        words = dict(dev) if name == "dev" else splits["test"]
+        atomic_write_text(workdir / f"{name}.words", "\n".join(words) + "\n")
+        atomic_write_text(workdir / f"{name}.prons",
+                          "\n".join("\t".join(p) for p in words.values()) + "\n")
     return splits
 
 
