@@ -195,3 +195,21 @@ def test_gradient_accumulation_matches_a_bigger_batch(tmp_path):
         results[name] = load_file(str(tmp_path / name / "last" / "model.safetensors"))
     for key, value in results["big"].items():
         torch.testing.assert_close(value, results["acc"][key], rtol=1e-4, atol=1e-5)
+
+
+def test_validation_scores_repeated_sources_against_all_their_targets(tmp_path, monkeypatch):
+    import rnnseq.training.trainer as trainer_module
+
+    cfg = config(tmp_path, valid_metric="ser", max_steps=5)
+    # "a b" has two accepted targets; the stub answers with the second one
+    write_tsv(tmp_path / "valid.tsv", [("a b", "b a"), ("b c", "c b"), ("a b", "a a b")])
+    asked = []
+
+    def translate(self, sources, **kwargs):
+        asked.append(list(sources))
+        return ["a a b" if s == "a b" else "c b" for s in sources]
+
+    monkeypatch.setattr(trainer_module.Translator, "translate", translate)
+    result = train(cfg)
+    assert asked == [["a b", "b c"]]  # each source decoded once
+    assert result.history[-1]["ser"] == 0.0

@@ -5,10 +5,10 @@
 The split is by word, deterministic and independent of the dictionary's other entries: a word
 goes to test (5 %), dev (2 %) or train by a SHA-256 hash of its spelling, so every pronunciation
 of a word is on one side. Writes ``train.tsv`` (word<TAB>pronunciation, one line per
-pronunciation), ``dev.tsv`` (each dev word with its first pronunciation, for validation),
-``dev.words``/``dev.prons`` and ``test.words``/``test.prons`` (all of a word's pronunciations,
-tab-separated: a word counts as right if it matches any). ``--no-stress`` removes the stress
-digits (AH0 -> AH), the setting of the G2P literature.
+pronunciation), ``dev.tsv`` (likewise for dev words; validation scores a word against all its
+lines), ``dev.words``/``dev.prons`` and ``test.words``/``test.prons`` (all of a word's
+pronunciations, tab-separated: a word counts as right if it matches any). ``--no-stress``
+removes the stress digits (AH0 -> AH), the setting of the G2P literature.
 """
 
 from __future__ import annotations

@@ -49,9 +49,10 @@ def demo_config(workdir: Path, steps: int, quick: bool) -> Config:
 def write_splits(workdir: Path, quick: bool = False, stress: bool = True,
                  dev_limit: int | None = 1000) -> dict:
     """Write the CMUdict split into ``workdir``: ``train.tsv`` (every pronunciation of each
-    training word), ``dev.tsv`` (the first pronunciation of the first ``dev_limit`` dev words,
-    for validation while training), ``dev.words``/``dev.prons`` and ``test.words``/``test.prons``
-    (each word with all its pronunciations, tab-separated)."""
+    training word), ``dev.tsv`` (every pronunciation of the first ``dev_limit`` dev words, for
+    validation while training, which scores a word against all its lines),
+    ``dev.words``/``dev.prons`` and ``test.words``/``test.prons`` (each word with all its
+    pronunciations, tab-separated)."""
     from .data.builtin import cmudict_splits
     from .fileio import atomic_write_text
 
@@ -62,7 +63,8 @@ def write_splits(workdir: Path, quick: bool = False, stress: bool = True,
     train_lines = [f"{w}\t{p}" for w, prons in splits["train"].items() for p in prons]
     dev = list(splits["dev"].items())[:dev_limit]
     atomic_write_text(workdir / "train.tsv", "\n".join(train_lines) + "\n")
-    atomic_write_text(workdir / "dev.tsv", "\n".join(f"{w}\t{p[0]}" for w, p in dev) + "\n")
+    atomic_write_text(workdir / "dev.tsv",
+                      "\n".join(f"{w}\t{p}" for w, prons in dev for p in prons) + "\n")
     for name in ("dev", "test"):
         words = dict(dev) if name == "dev" else splits["test"]
         atomic_write_text(workdir / f"{name}.words", "\n".join(words) + "\n")

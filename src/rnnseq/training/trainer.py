@@ -476,12 +476,15 @@ class Trainer:
         loss, ppl = self.evaluate_loss()
         result.update(loss=loss, ppl=ppl)
         if t.valid_metric != "loss":
+            # A source that occurs several times is decoded once and scored against all its
+            # targets as alternative references (G2P words with several pronunciations).
+            refs_of: dict[str, list[str]] = {}
+            for src, ref in zip(self.valid_data.src_text, self.valid_data.tgt_text, strict=True):
+                ref = ref.lower() if self.config.data.tgt_lowercase else ref
+                refs_of.setdefault(src, []).append(ref)
             translator = Translator(self._bundle(), self.device, t.precision)
-            hyps = translator.translate(self.valid_data.src_text, beam_size=t.valid_beam_size)
-            refs = self.valid_data.tgt_text
-            if self.config.data.tgt_lowercase:
-                refs = [r.lower() for r in refs]
-            result[t.valid_metric] = score(t.valid_metric, hyps, [[r] for r in refs]).value
+            hyps = translator.translate(list(refs_of), beam_size=t.valid_beam_size)
+            result[t.valid_metric] = score(t.valid_metric, hyps, list(refs_of.values())).value
         return result
 
     def _agreed_checkpoint(self, writer, validate: bool = True) -> str:
