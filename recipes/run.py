@@ -27,6 +27,8 @@ from pathlib import Path
 
 import yaml
 
+from rnnseq.metrics import HIGHER_IS_BETTER
+
 ROOT = Path(__file__).resolve().parents[1]
 M30K = Path("../shared/data/multi30k")
 
@@ -140,9 +142,9 @@ def select_on_dev(recipe: Recipe, out_dir: Path, dev: tuple[str, str]) -> tuple[
         printed = run(["rnnseq", "evaluate", "--hyp", str(hyp), "--ref", dev[1],
                        *recipe.evaluate[0]], capture=True)
         metric, scores[model.name] = first_score(printed)
-    lower_is_better = metric in ("SER", "WER", "CER")
     gain = scores["averaged"] - scores["best"]
-    chosen = averaged if (gain < 0 if lower_is_better else gain > 0) else out_dir / "best"
+    better = gain > 0 if HIGHER_IS_BETTER[metric.lower()] else gain < 0
+    chosen = averaged if better else out_dir / "best"
     print(f"dev {metric}: best {scores['best']}, averaged {scores['averaged']} -> "
           f"testing {chosen.name}", flush=True)
     return chosen, {"dev_metric": metric, "dev_scores": scores, "tested": chosen.name,
@@ -215,8 +217,9 @@ def run_recipe(name: str, check: bool, work: Path | None, resume: bool = False) 
             dev = (head(Path(dev[0]), work / "sample" / "dev.src", CHECK_LINES["test"]),
                    head(Path(dev[1]), work / "sample" / "dev.ref", CHECK_LINES["test"]))
     out_dir = Path(overrides.get("train.out_dir", settings["train"]["out_dir"]))
-    resuming = resume and not check and (ROOT / out_dir / "last").exists()
-    if not check and not resuming and (ROOT / out_dir / "last").exists():
+    has_run = not check and (ROOT / out_dir / "last").exists()
+    resuming = resume and has_run
+    if has_run and not resuming:
         sys.exit(f"{out_dir} already holds a run; move it away, or continue it with "
                  f"`python recipes/run.py {name} --resume`")
     train_cmd = ["rnnseq", "train", recipe.config]

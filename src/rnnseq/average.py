@@ -55,8 +55,10 @@ def resolve_inputs(paths: list[str | Path], last: int | None = None) -> list[Pat
         else:
             dirs.append(path)
     unique: list[Path] = []
+    seen: set[Path] = set()
     for d in dirs:
-        if d.resolve() not in {u.resolve() for u in unique}:
+        if d.resolve() not in seen:
+            seen.add(d.resolve())
             unique.append(d)
     if last is not None:
         if last < 1:

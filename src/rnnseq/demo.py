@@ -65,8 +65,7 @@ def write_splits(workdir: Path, quick: bool = False, stress: bool = True,
     atomic_write_text(workdir / "train.tsv", "\n".join(train_lines) + "\n")
     atomic_write_text(workdir / "dev.tsv",
                       "\n".join(f"{w}\t{p}" for w, prons in dev for p in prons) + "\n")
-    for name in ("dev", "test"):
-        words = dict(dev) if name == "dev" else splits["test"]
+    for name, words in (("dev", dict(dev)), ("test", splits["test"])):
         atomic_write_text(workdir / f"{name}.words", "\n".join(words) + "\n")
         atomic_write_text(workdir / f"{name}.prons",
                           "\n".join("\t".join(p) for p in words.values()) + "\n")
