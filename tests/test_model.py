@@ -95,8 +95,8 @@ def _grads(model, monkeypatch, defer: bool, precision: str = "fp32"):
 
     original = SteppedRNN.weights
 
-    def weights(self, dtype=None, int8=False, defer_grad=False):
-        return original(self, dtype, int8, defer_grad and defer)
+    def weights(self, dtype=None, pack=None, defer_grad=False):
+        return original(self, dtype, pack, defer_grad and defer)
 
     monkeypatch.setattr(SteppedRNN, "weights", weights)
     model.zero_grad()

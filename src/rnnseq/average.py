@@ -13,11 +13,11 @@ its config, vocabularies and tokenizers from the newest input.
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import torch
 
+from .config import model_settings
 from .errors import ModelDirError, OutputError
 from .modeldir import (
     CONFIG_FILE,
@@ -32,8 +32,6 @@ from .training.checkpoint import STATE_JSON, STATE_TENSORS, checkpoint_dirs
 
 # Files that may differ between checkpoints of one run; every other file must be identical.
 _PER_CHECKPOINT = {CONFIG_FILE, META_FILE, WEIGHTS_FILE, STATE_JSON, STATE_TENSORS}
-# Data settings that shape how a model reads and writes text (the file names do not).
-_DATA_KEYS = ("src_tokenizer", "tgt_tokenizer", "shared_vocab", "src_lowercase", "tgt_lowercase")
 
 
 def resolve_inputs(paths: list[str | Path], last: int | None = None) -> list[Path]:
@@ -74,15 +72,11 @@ def resolve_inputs(paths: list[str | Path], last: int | None = None) -> list[Pat
 
 
 def _check_same_model(reference: Path, other: Path) -> None:
-    ref_cfg, other_cfg = load_config(reference), load_config(other)
-    for section, wanted in (("model", None), ("data", _DATA_KEYS)):
-        a = dataclasses.asdict(getattr(ref_cfg, section))
-        b = dataclasses.asdict(getattr(other_cfg, section))
-        keys = [k for k in (wanted or a) if a[k] != b[k]]
-        if keys:
-            key = keys[0]
+    a, b = model_settings(load_config(reference)), model_settings(load_config(other))
+    for key in a:
+        if a[key] != b[key]:
             raise ModelDirError(
-                f"{other}/{CONFIG_FILE}: {section}.{key} is {b[key]!r}, but {reference} has "
+                f"{other}/{CONFIG_FILE}: {key} is {b[key]!r}, but {reference} has "
                 f"{a[key]!r}; only checkpoints of the same model can be averaged"
             )
     names = {p.name for d in (reference, other) for p in d.iterdir() if p.is_file()}

@@ -98,7 +98,7 @@ def cmd_translate(args: argparse.Namespace) -> int:
             attn_out = stack.enter_context(atomic_open(args.attention)) if args.attention else None
             batch_size = args.batch_size or translator.config.decode.batch_size
             for lines in line_batches(sys.stdin, batch_size):
-                results = translator.translate_nbest([s.strip() for s in lines], **kwargs)
+                results = translator.translate_nbest(lines, **kwargs)
                 for line, result in zip(lines, results, strict=True):
                     out.write("\n".join(_format(result, args.scores)) + "\n")
                     if attn_out:
@@ -106,7 +106,7 @@ def cmd_translate(args: argparse.Namespace) -> int:
                 out.flush()
         return 0
 
-    sentences = [s.strip() for s in read_lines(args.input)]
+    sentences = read_lines(args.input)  # the model's tokenizer normalizes them
     results = translator.translate_nbest(sentences, **kwargs)
     lines = [line for result in results for line in _format(result, args.scores)]
     if args.output:
@@ -122,8 +122,8 @@ def cmd_translate(args: argparse.Namespace) -> int:
 
 
 def _attention_record(source: str, hyp) -> dict:
-    return {"source": source, "target": hyp.text, "target_tokens": hyp.tokens,
-            "attention": hyp.attention}
+    return {"source": source, "source_tokens": hyp.source_tokens, "target": hyp.text,
+            "target_tokens": hyp.tokens, "attention": hyp.attention}
 
 
 # -- evaluate -----------------------------------------------------------------------------------

@@ -25,6 +25,12 @@ CELLS = ("rnn", "lstm", "gru")
 ATTENTIONS = ("none", "bahdanau", "luong_dot", "luong_general", "luong_concat")
 TOKENIZERS = ("char", "word", "sentencepiece")
 METRICS = ("bleu", "chrf", "ser", "wer", "cer", "loss")
+Normalization = Literal["nfc", "nfd", "nfkc", "nfkd", "none"]
+
+# Data keys that say where the data lives or how much of it is used; every other data key, and
+# every model key, shapes the model or how it reads and writes text (see model_settings).
+DATA_LOCATION_KEYS = frozenset({"train_src", "train_tgt", "train_tsv", "valid_src", "valid_tgt",
+                                "valid_tsv", "max_len"})
 
 
 def _f(default: Any, *, min: float | None = None, gt: float | None = None, help: str = ""):
@@ -50,9 +56,20 @@ class DataConfig:
     shared_vocab: bool = _f(False, help="one vocabulary (and tokenizer) for both sides")
     src_lowercase: bool = _f(False, help="lowercase source text (also at translate time)")
     tgt_lowercase: bool = _f(False, help="lowercase target text")
+    normalize: Normalization = _f(
+        "nfc", help="Unicode normalization of both sides, also at translate time (nfd/nfkd "
+        "outputs are recomposed to NFC)"
+    )
+    src_normalize: Normalization | None = _f(None, help="source side only (null: normalize)")
+    tgt_normalize: Normalization | None = _f(None, help="target side only (null: normalize)")
     min_freq: int = _f(1, min=1)
     max_vocab: int | None = _f(None, min=1, help="keep at most this many types per side")
     max_len: int = _f(100, min=1, help="drop training pairs longer than this (tokens)")
+
+    def normalization(self, side: str) -> Normalization:
+        """The normalization of ``side`` (``src`` or ``tgt``): its own key, else ``normalize``."""
+        own = self.src_normalize if side == "src" else self.tgt_normalize
+        return self.normalize if own is None else own
 
 
 @dataclass
@@ -226,6 +243,12 @@ class Config:
             raise ConfigError(
                 f"{source}: data.shared_vocab needs data.src_lowercase == data.tgt_lowercase"
             )
+        if d.shared_vocab and d.normalization("src") != d.normalization("tgt"):
+            raise ConfigError(
+                f"{source}: data.shared_vocab needs one normalization for both sides (got "
+                f"{d.normalization('src')} for the source and {d.normalization('tgt')} for the "
+                "target)"
+            )
         if m.dropout >= 1.0:
             raise ConfigError(f"{source}: model.dropout must be below 1 (got {m.dropout})")
         if t.label_smoothing >= 1.0:
@@ -257,6 +280,16 @@ class Config:
         if not m.attention.startswith("luong"):
             return False
         return True if m.input_feeding is None else m.input_feeding
+
+
+def model_settings(config: Config) -> dict[str, Any]:
+    """The settings that define a model, as ``{"section.key": value}``: every model key and
+    every data key except where the data lives (:data:`DATA_LOCATION_KEYS`). Two model
+    directories are the same model only if these agree; a resumed run may not change them."""
+    out = {f"model.{k}": v for k, v in dataclasses.asdict(config.model).items()}
+    out.update({f"data.{k}": v for k, v in dataclasses.asdict(config.data).items()
+                if k not in DATA_LOCATION_KEYS})
+    return out
 
 
 # --------------------------------------------------------------------------------------------

@@ -129,8 +129,8 @@ def load_model_dir(directory: str | Path, device: str | torch.device = "cpu") ->
     try:
         src_vocab = Vocab.load(directory / "src_vocab.json")
         tgt_vocab = Vocab.load(directory / "tgt_vocab.json")
-        src_tok = load_tokenizer(d.src_tokenizer, directory, "src", d.src_lowercase)
-        tgt_tok = load_tokenizer(d.tgt_tokenizer, directory, "tgt", d.tgt_lowercase)
+        src_tok = load_tokenizer(d, directory, "src")
+        tgt_tok = load_tokenizer(d, directory, "tgt")
     except (FileNotFoundError, ValueError) as err:
         raise ModelDirError(str(err)) from None
     with skip_weight_init():  # every weight comes from the file

@@ -1,9 +1,12 @@
-"""Read parallel text (two aligned files or one TSV) with validation that names file and line."""
+"""Read parallel text (two aligned files or one TSV) with validation that names file and line.
+
+Lines are kept as they are; the tokenizers normalize them (:mod:`rnnseq.data.normalize`), the
+same way at training and at translation time.
+"""
 
 from __future__ import annotations
 
 import logging
-import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,11 +48,6 @@ def read_lines(path: str | Path) -> list[str]:
     return [line[:-1] if line.endswith("\r") else line for line in lines]
 
 
-def normalize(text: str) -> str:
-    """Strip surrounding whitespace and apply Unicode NFC (so 'é' is one character)."""
-    return unicodedata.normalize("NFC", text.strip())
-
-
 @dataclass
 class ParallelCorpus:
     """Aligned source/target sentences (strings) and where they came from."""
@@ -73,8 +71,8 @@ def read_parallel(src_path: str | Path, tgt_path: str | Path) -> ParallelCorpus:
     if not src:
         raise DataError(f"{src_path} and {tgt_path} are empty")
     return ParallelCorpus(
-        [normalize(s) for s in src],
-        [normalize(t) for t in tgt],
+        src,
+        tgt,
         f"{src_path} + {tgt_path}",
         list(range(1, len(src) + 1)),
     )
@@ -93,8 +91,8 @@ def read_tsv(path: str | Path) -> ParallelCorpus:
                 f"found {line.count(chr(9))}"
             )
         s, t = line.split("\t")
-        src.append(normalize(s))
-        tgt.append(normalize(t))
+        src.append(s)
+        tgt.append(t)
     return ParallelCorpus(src, tgt, str(path), list(range(1, len(lines) + 1)))
 
 

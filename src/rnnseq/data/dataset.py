@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from ..config import DataConfig
 from .corpus import DataError, ParallelCorpus, filter_pairs, load_corpus
+from .normalize import side_normalizer
 from .tokenizers import Tokenizer, build_tokenizer
 from .vocab import Vocab
 
@@ -55,12 +56,13 @@ def tokenize_corpus(
 def build_tokenizers(cfg: DataConfig, corpus: ParallelCorpus) -> tuple[Tokenizer, Tokenizer]:
     """Source and target tokenizers; SentencePiece models are trained on ``corpus``."""
     kw = dict(vocab_size=cfg.spm_vocab_size, model_type=cfg.spm_model_type)
-    if cfg.shared_vocab:
+    src_norm, tgt_norm = side_normalizer(cfg, "src"), side_normalizer(cfg, "tgt")
+    if cfg.shared_vocab:  # the config insists both sides normalize alike
         shared = build_tokenizer(cfg.src_tokenizer, corpus.src + corpus.tgt,
-                                 lowercase=cfg.src_lowercase, **kw)
+                                 normalizer=src_norm, **kw)
         return shared, shared
-    return (build_tokenizer(cfg.src_tokenizer, corpus.src, lowercase=cfg.src_lowercase, **kw),
-            build_tokenizer(cfg.tgt_tokenizer, corpus.tgt, lowercase=cfg.tgt_lowercase, **kw))
+    return (build_tokenizer(cfg.src_tokenizer, corpus.src, normalizer=src_norm, **kw),
+            build_tokenizer(cfg.tgt_tokenizer, corpus.tgt, normalizer=tgt_norm, **kw))
 
 
 def build_vocabulary(cfg: DataConfig, corpus: ParallelCorpus) -> Vocabulary:

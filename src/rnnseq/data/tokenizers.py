@@ -1,11 +1,15 @@
 """Tokenizers behind one interface: ``encode(text) -> tokens`` and ``decode(tokens) -> text``.
 
+Every tokenizer first passes its input through its side's
+:class:`~rnnseq.data.normalize.TextNormalizer` (strip, lowercase if configured, Unicode normal
+form), and recomposes decoded text when that form decomposes; below, ``x`` is normalized text.
+
 * ``char``: every character is a token (spaces included); ``decode(encode(x)) == x``.
 * ``word``: whitespace-separated tokens; decoding joins with single spaces.
 * ``sentencepiece``: a SentencePiece model trained on the training data and saved in the model
-  directory. It is trained with identity normalisation, so ``decode(encode(x)) == x`` for text
-  whose characters were seen in training (and for any text when byte fallback is on, which it is
-  for vocabularies of 512 pieces or more).
+  directory. It is trained with identity normalisation (ours comes first), so
+  ``decode(encode(x)) == x`` for text whose characters were seen in training (and for any text
+  when byte fallback is on, which it is for vocabularies of 512 pieces or more).
 """
 
 from __future__ import annotations
@@ -14,12 +18,14 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Protocol
 
+from ..config import DataConfig
 from ..fileio import atomic_write_bytes
+from .normalize import DEFAULT, TextNormalizer, side_normalizer
 
 
 class Tokenizer(Protocol):
     kind: str
-    lowercase: bool
+    normalizer: TextNormalizer
 
     def encode(self, text: str) -> list[str]: ...
 
@@ -31,14 +37,14 @@ class Tokenizer(Protocol):
 class CharTokenizer:
     kind = "char"
 
-    def __init__(self, lowercase: bool = False) -> None:
-        self.lowercase = lowercase
+    def __init__(self, normalizer: TextNormalizer = DEFAULT) -> None:
+        self.normalizer = normalizer
 
     def encode(self, text: str) -> list[str]:
-        return list(text.lower() if self.lowercase else text)
+        return list(self.normalizer(text))
 
     def decode(self, tokens: list[str]) -> str:
-        return "".join(tokens)
+        return self.normalizer.recompose("".join(tokens))
 
     def save(self, directory: Path, side: str) -> None:
         """Nothing to save: the config says all there is."""
@@ -47,14 +53,14 @@ class CharTokenizer:
 class WordTokenizer:
     kind = "word"
 
-    def __init__(self, lowercase: bool = False) -> None:
-        self.lowercase = lowercase
+    def __init__(self, normalizer: TextNormalizer = DEFAULT) -> None:
+        self.normalizer = normalizer
 
     def encode(self, text: str) -> list[str]:
-        return (text.lower() if self.lowercase else text).split()
+        return self.normalizer(text).split()
 
     def decode(self, tokens: list[str]) -> str:
-        return " ".join(tokens)
+        return self.normalizer.recompose(" ".join(tokens))
 
     def save(self, directory: Path, side: str) -> None:
         """Nothing to save: the config says all there is."""
@@ -63,18 +69,18 @@ class WordTokenizer:
 class SentencePieceTokenizer:
     kind = "sentencepiece"
 
-    def __init__(self, model_proto: bytes, lowercase: bool = False) -> None:
+    def __init__(self, model_proto: bytes, normalizer: TextNormalizer = DEFAULT) -> None:
         import sentencepiece as spm
 
         self.model_proto = model_proto
-        self.lowercase = lowercase
+        self.normalizer = normalizer
         self.processor = spm.SentencePieceProcessor(model_proto=model_proto)
 
     def __getstate__(self) -> dict:  # the processor itself cannot be pickled
-        return {"model_proto": self.model_proto, "lowercase": self.lowercase}
+        return {"model_proto": self.model_proto, "normalizer": self.normalizer}
 
     def __setstate__(self, state: dict) -> None:
-        self.__init__(state["model_proto"], state["lowercase"])
+        self.__init__(state["model_proto"], state["normalizer"])
 
     @classmethod
     def train(
@@ -82,14 +88,14 @@ class SentencePieceTokenizer:
         texts: Iterable[str],
         vocab_size: int,
         model_type: str = "unigram",
-        lowercase: bool = False,
+        normalizer: TextNormalizer = DEFAULT,
         seed_sentencepiece_size: int = 1_000_000,
     ) -> SentencePieceTokenizer:
         import io
 
         import sentencepiece as spm
 
-        texts = [t.lower() if lowercase else t for t in texts if t.strip()]
+        texts = [t for t in map(normalizer, texts) if t]
         if not texts:
             raise ValueError("cannot train SentencePiece on empty data")
         model = io.BytesIO()
@@ -113,13 +119,13 @@ class SentencePieceTokenizer:
             num_threads=2,
             minloglevel=2,
         )
-        return cls(model.getvalue(), lowercase)
+        return cls(model.getvalue(), normalizer)
 
     def encode(self, text: str) -> list[str]:
-        return self.processor.encode(text.lower() if self.lowercase else text, out_type=str)
+        return self.processor.encode(self.normalizer(text), out_type=str)
 
     def decode(self, tokens: list[str]) -> str:
-        return self.processor.decode_pieces(list(tokens))
+        return self.normalizer.recompose(self.processor.decode_pieces(list(tokens)))
 
     def save(self, directory: Path, side: str) -> None:
         atomic_write_bytes(directory / spm_filename(side), self.model_proto)
@@ -133,22 +139,25 @@ def build_tokenizer(
     kind: str,
     texts: Iterable[str] = (),
     *,
-    lowercase: bool = False,
+    normalizer: TextNormalizer = DEFAULT,
     vocab_size: int = 8000,
     model_type: str = "unigram",
 ) -> Tokenizer:
-    """Make a tokenizer of ``kind``; SentencePiece is trained on ``texts``."""
+    """Make a tokenizer of ``kind``; SentencePiece is trained on ``texts`` (as normalized)."""
     if kind == "char":
-        return CharTokenizer(lowercase)
+        return CharTokenizer(normalizer)
     if kind == "word":
-        return WordTokenizer(lowercase)
+        return WordTokenizer(normalizer)
     if kind == "sentencepiece":
-        return SentencePieceTokenizer.train(texts, vocab_size, model_type, lowercase)
+        return SentencePieceTokenizer.train(texts, vocab_size, model_type, normalizer)
     raise ValueError(f"unknown tokenizer {kind!r}; expected char, word or sentencepiece")
 
 
-def load_tokenizer(kind: str, directory: Path, side: str, lowercase: bool = False) -> Tokenizer:
-    """Load the tokenizer of one side (``src``/``tgt``/``shared``) from a model directory."""
+def load_tokenizer(cfg: DataConfig, directory: Path, side: str) -> Tokenizer:
+    """Load the tokenizer of one side (``src``/``tgt``) of the model directory ``directory``
+    whose data settings are ``cfg``."""
+    kind = cfg.src_tokenizer if side == "src" else cfg.tgt_tokenizer
+    normalizer = side_normalizer(cfg, side)
     if kind == "sentencepiece":
         path = directory / spm_filename(side)
         try:
@@ -156,7 +165,7 @@ def load_tokenizer(kind: str, directory: Path, side: str, lowercase: bool = Fals
         except FileNotFoundError:
             raise FileNotFoundError(f"{path}: SentencePiece model missing") from None
         try:
-            return SentencePieceTokenizer(proto, lowercase)
+            return SentencePieceTokenizer(proto, normalizer)
         except RuntimeError as err:
             raise ValueError(f"{path}: not a valid SentencePiece model ({err})") from None
-    return build_tokenizer(kind, lowercase=lowercase)
+    return build_tokenizer(kind, normalizer=normalizer)

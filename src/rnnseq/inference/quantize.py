@@ -50,5 +50,5 @@ def quantize_int8(model: nn.Module) -> nn.Module:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = torch.ao.quantization.quantize_dynamic(model, spec, dtype=torch.qint8)
-    model.decoder.int8_step_weights = SteppedRNN(model.decoder.rnn, 0).weights(int8=True)
+    model.decoder.int8_step_weights = SteppedRNN(model.decoder.rnn, 0).weights(pack=pack_int8)
     return model

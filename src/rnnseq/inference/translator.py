@@ -18,13 +18,16 @@ log = logging.getLogger("rnnseq")
 
 @dataclass
 class Translation:
-    """One output hypothesis as text, with its tokens, scores and optional attention."""
+    """One output hypothesis as text, with its tokens, scores and optional attention
+    (``attention[i][j]``: output token ``i`` on ``source_tokens[j]``, the source as the model
+    read it: normalized and tokenized, truncated to ``decode.max_input_len``)."""
 
     text: str
     tokens: list[str]
     score: float
     log_prob: float
     attention: list[list[float]] | None = None
+    source_tokens: list[str] | None = None
 
 
 class Translator:
@@ -83,13 +86,14 @@ class Translator:
             raise UsageError(f"beam size must be >= 1, got {beam}")
         if n_best < 1 or n_best > beam:
             raise UsageError(f"n_best must be between 1 and the beam size ({beam}), got {n_best}")
-        src_tok, src_vocab = self.bundle.src_tokenizer, self.bundle.src_vocab
-        src_ids = [src_vocab.encode(src_tok.encode(s)) for s in sentences]
-        for i, ids in enumerate(src_ids):
-            if len(ids) > dc.max_input_len:
+        # The source tokenizer normalizes each sentence first, exactly as in training.
+        src_tokens = [self.bundle.src_tokenizer.encode(s) for s in sentences]
+        for i, tokens in enumerate(src_tokens):
+            if len(tokens) > dc.max_input_len:
                 log.warning("input %d has %d tokens; translating its first %d "
-                            "(decode.max_input_len)", i + 1, len(ids), dc.max_input_len)
-                src_ids[i] = ids[: dc.max_input_len]
+                            "(decode.max_input_len)", i + 1, len(tokens), dc.max_input_len)
+                src_tokens[i] = tokens[: dc.max_input_len]
+        src_ids = [self.bundle.src_vocab.encode(tokens) for tokens in src_tokens]
         batches = make_batches(
             [len(s) for s in src_ids], None, max_batch_tokens or dc.max_batch_tokens, "tokens"
         )
@@ -100,7 +104,7 @@ class Translator:
             batch = collate([src_ids[i] for i in index], None, index).to(self.device)
             hyps = self._search(batch, beam, n_best, alpha, return_attention)
             for i, sent_hyps in zip(index, hyps, strict=True):
-                results[i] = [self._to_translation(h) for h in sent_hyps]
+                results[i] = [self._to_translation(h, src_tokens[i]) for h in sent_hyps]
         return results  # type: ignore[return-value]
 
     @torch.no_grad()
@@ -115,11 +119,11 @@ class Translator:
             return beam_search(self.model.decoder, state, limits, beam, n_best, alpha,
                                return_attention)
 
-    def _to_translation(self, hyp: Hypothesis) -> Translation:
+    def _to_translation(self, hyp: Hypothesis, source_tokens: list[str]) -> Translation:
         tokens = self.bundle.tgt_vocab.decode(hyp.tokens)
         attention = None if hyp.attention is None else hyp.attention.float().cpu().tolist()
         return Translation(self.bundle.tgt_tokenizer.decode(tokens), tokens, hyp.score,
-                           hyp.log_prob, attention)
+                           hyp.log_prob, attention, source_tokens)
 
 
 def load(path: str, device: str = "cpu", precision: str = "fp32",

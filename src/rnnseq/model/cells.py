@@ -10,6 +10,9 @@ path share one set of weights.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -44,18 +47,24 @@ class SteppedRNN:
             bias = bias + self._w("bias_hh", 0)
         return F.linear(lead, w, bias)
 
-    def weights(self, dtype: torch.dtype | None = None, int8: bool = False,
+    def weights(self, dtype: torch.dtype | None = None,
+                pack: Callable[[torch.Tensor], Any] | None = None,
                 defer_grad: bool = False) -> list[tuple]:
         """Per layer: (W over [extra; h] or [x; h], b_hh for GRU, W_hh for GRU) built once per
         forward pass, so each step does one multiply per layer.
 
         ``dtype`` casts the matrices once (for autocast decoding, which would otherwise cast
-        them at every step); ``int8`` packs them for dynamic int8 multiplies (CPU decoding).
+        them at every step); ``pack`` turns each into another form the step multiplies by (int8
+        decoding: ``rnnseq.inference.quantize`` passes its packer; the model never imports it).
         ``defer_grad`` (training) wraps each matrix in a :class:`StepWeight`: cast once per
         forward pass under autocast, and its gradient computed in one multiply over all steps.
         """
         def prepare(w: torch.Tensor):
-            return StepWeight(w) if defer_grad else _prepare(w, dtype, int8)
+            if defer_grad:
+                return StepWeight(w)
+            if pack is not None:
+                return pack(w)
+            return w.to(dtype) if dtype is not None else w
 
         out = []
         for layer in range(self.layers):
@@ -115,15 +124,6 @@ class SteppedRNN:
         if self.mode == "LSTM":
             return new_h[-1], (h_stack, torch.stack(new_c))
         return new_h[-1], h_stack
-
-
-def _prepare(w: torch.Tensor, dtype: torch.dtype | None, int8: bool):
-    """A step matrix as the step will use it: as is, cast once, or packed as int8."""
-    if int8:
-        from ..inference.quantize import pack_int8
-
-        return pack_int8(w)
-    return w.to(dtype) if dtype is not None else w
 
 
 def _matmul(x: torch.Tensor, w) -> torch.Tensor:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import Config, ConfigError
+from ..config import Config, ConfigError, model_settings
 from ..data.batching import collate, make_batches
 from ..data.dataset import (
     Vocabulary,
@@ -40,11 +40,6 @@ from .loss import sequence_loss
 from .schedule import Schedule
 
 log = logging.getLogger("rnnseq")
-
-# Keys that may change when resuming: everything in train/decode, and where the data lives.
-# Anything else in data/model would silently change the model or its vocabulary.
-RESUME_SAFE_DATA_KEYS = {"train_src", "train_tgt", "train_tsv", "valid_src", "valid_tgt",
-                         "valid_tsv", "max_len"}
 
 
 @dataclass
@@ -94,15 +89,17 @@ def seed_everything(seed: int) -> None:
 
 
 def check_resume_config(saved: Config, new: Config, source: str) -> list[str]:
-    """Refuse changes that break a resumed run; return the safe changes (for the log)."""
+    """Refuse changes that break a resumed run (:func:`model_settings`: they would change the
+    model or its vocabulary); return the safe changes (for the log)."""
     changes = []
+    defining = model_settings(saved)
     for section in ("data", "model", "train", "decode"):
         old_s, new_s = saved.to_dict()[section], new.to_dict()[section]
         for key, old in old_s.items():
             if new_s[key] == old:
                 continue
             dotted = f"{section}.{key}"
-            if section == "model" or (section == "data" and key not in RESUME_SAFE_DATA_KEYS):
+            if dotted in defining:
                 raise ConfigError(
                     f"{source}: cannot resume with {dotted} changed ({old!r} -> {new_s[key]!r}): "
                     "it changes the model or its vocabulary. Start a new run in another "
@@ -153,8 +150,7 @@ class Trainer:
         d = cfg.data
         if self.resume:
             self.vocab = Vocabulary(
-                load_tokenizer(d.src_tokenizer, last, "src", d.src_lowercase),
-                load_tokenizer(d.tgt_tokenizer, last, "tgt", d.tgt_lowercase),
+                load_tokenizer(d, last, "src"), load_tokenizer(d, last, "tgt"),
                 Vocab.load(last / "src_vocab.json"), Vocab.load(last / "tgt_vocab.json"),
             )
             tokens = tokenize_corpus(train_corpus, self.vocab.src_tokenizer,
@@ -478,10 +474,12 @@ class Trainer:
         if t.valid_metric != "loss":
             # A source that occurs several times is decoded once and scored against all its
             # targets as alternative references (G2P words with several pronunciations).
+            # Sources are grouped and references scored as the model reads and writes text.
+            src_norm = self.vocab.src_tokenizer.normalizer
+            tgt_norm = self.vocab.tgt_tokenizer.normalizer
             refs_of: dict[str, list[str]] = {}
             for src, ref in zip(self.valid_data.src_text, self.valid_data.tgt_text, strict=True):
-                ref = ref.lower() if self.config.data.tgt_lowercase else ref
-                refs_of.setdefault(src, []).append(ref)
+                refs_of.setdefault(src_norm(src), []).append(tgt_norm.reference(ref))
             translator = Translator(self._bundle(), self.device, t.precision)
             hyps = translator.translate(list(refs_of), beam_size=t.valid_beam_size)
             result[t.valid_metric] = score(t.valid_metric, hyps, list(refs_of.values())).value
