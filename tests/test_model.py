@@ -6,7 +6,7 @@ import torch
 from rnnseq.data.batching import collate
 from rnnseq.training.loss import sequence_loss
 
-from .conftest import tiny_model, variants
+from .conftest import tiny_config, tiny_model, variants
 
 SRC = [[4, 5, 6, 7, 8], [9, 10], [11]]
 TGT = [[5, 6, 7], [8, 9, 10, 11, 12], [13]]
@@ -150,3 +150,23 @@ def test_label_smoothing_loss_matches_definition():
     torch.testing.assert_close(loss, ref)
     torch.testing.assert_close(nll, torch.nn.functional.cross_entropy(logits, target,
                                                                       reduction="sum"))
+
+
+def test_dropout_rates_go_where_their_keys_say():
+    model = tiny_model("lstm", "luong_general", True, dropout=0.3, embedding_dropout=0.1,
+                       output_dropout=0.5)
+    for part in (model.encoder, model.decoder):
+        assert part.embedding_dropout.p == 0.1
+        assert part.output_dropout.p == 0.5
+        assert part.rnn.dropout == 0.3  # between layers: model.dropout, as rnn_dropout is null
+    cfg = tiny_config(rnn_dropout=0.0)
+    assert [cfg.model.dropout_rate(w) for w in ("embedding", "rnn", "output")] == [0.0] * 3
+
+
+def test_dropout_rates_are_validated():
+    from rnnseq.config import Config, ConfigError
+
+    with pytest.raises(ConfigError, match="model.output_dropout must be below 1"):
+        Config.from_dict({"model": {"output_dropout": 1.0}})
+    with pytest.raises(ConfigError, match="model.rnn_dropout must be >= 0.0"):
+        Config.from_dict({"model": {"rnn_dropout": -0.1}})

@@ -78,7 +78,12 @@ class ModelConfig:
     layers: int = _f(1, min=1)
     hidden_size: int = _f(256, min=1, help="decoder size; also the encoder's output size")
     embedding_size: int = _f(128, min=1)
-    dropout: float = _f(0.2, min=0.0)
+    dropout: float = _f(0.2, min=0.0, help="every dropout below that is left null")
+    embedding_dropout: float | None = _f(None, min=0.0, help="on token embeddings")
+    rnn_dropout: float | None = _f(None, min=0.0, help="between stacked RNN layers")
+    output_dropout: float | None = _f(
+        None, min=0.0, help="on encoder outputs and on decoder vectors before the output layer"
+    )
     bidirectional: bool = _f(True, help="bidirectional encoder (each direction hidden_size/2)")
     attention: Literal["none", "bahdanau", "luong_dot", "luong_general", "luong_concat"] = _f(
         "luong_general"
@@ -89,6 +94,12 @@ class ModelConfig:
     bridge: Literal["linear", "copy", "zero"] = _f("linear")
     tie_embeddings: bool = _f(False, help="decoder output layer shares the target embeddings")
     share_embeddings: bool = _f(False, help="source and target share one embedding table")
+
+    def dropout_rate(self, where: str) -> float:
+        """Dropout ``where`` (``embedding``, ``rnn`` or ``output``): its own key, else
+        ``dropout``."""
+        own = getattr(self, f"{where}_dropout")
+        return self.dropout if own is None else own
 
 
 @dataclass
@@ -249,8 +260,10 @@ class Config:
                 f"{d.normalization('src')} for the source and {d.normalization('tgt')} for the "
                 "target)"
             )
-        if m.dropout >= 1.0:
-            raise ConfigError(f"{source}: model.dropout must be below 1 (got {m.dropout})")
+        for key in ("dropout", "embedding_dropout", "rnn_dropout", "output_dropout"):
+            value = getattr(m, key)
+            if value is not None and value >= 1.0:
+                raise ConfigError(f"{source}: model.{key} must be below 1 (got {value})")
         if t.label_smoothing >= 1.0:
             raise ConfigError(f"{source}: train.label_smoothing must be below 1")
         if t.max_steps is None and t.max_epochs is None and t.max_minutes is None:

@@ -25,7 +25,7 @@ from ..precision import autocast_dtype
 from .attention import make_attention
 from .cells import SteppedRNN
 from .encoder import EncoderOutput
-from .rnn import State, make_rnn, map_state, top_hidden
+from .rnn import DropoutRates, State, make_rnn, map_state, top_hidden
 
 
 @dataclass
@@ -89,7 +89,8 @@ class Bridge(nn.Module):
 
 class Decoder(nn.Module):
     def __init__(
-        self, embedding: nn.Embedding, cell: str, hidden_size: int, layers: int, dropout: float,
+        self, embedding: nn.Embedding, cell: str, hidden_size: int, layers: int,
+        dropout: DropoutRates,
         attention: str, input_feeding: bool, memory_size: int, bridge: str,
         tie_embeddings: bool = False,
     ) -> None:
@@ -101,14 +102,15 @@ class Decoder(nn.Module):
         self.input_feeding = input_feeding
         emb = embedding.embedding_dim
         rnn_in = emb + (hidden_size if input_feeding else 0) + (memory_size if self.bahdanau else 0)
-        self.rnn = make_rnn(cell, rnn_in, hidden_size, layers, dropout)
+        self.rnn = make_rnn(cell, rnn_in, hidden_size, layers, dropout.rnn)
         self.attention = make_attention(attention, hidden_size, memory_size)
         self.combine = (
             nn.Linear(hidden_size + memory_size, hidden_size, bias=False)
             if self.attention is not None else None
         )
         self.bridge = Bridge(bridge, memory_size, hidden_size, cell == "lstm")
-        self.dropout = nn.Dropout(dropout)
+        self.embedding_dropout = nn.Dropout(dropout.embedding)
+        self.output_dropout = nn.Dropout(dropout.output)
         self.out = nn.Linear(hidden_size, embedding.num_embeddings)
         if tie_embeddings:
             self.out.weight = embedding.weight
@@ -187,7 +189,7 @@ class Decoder(nn.Module):
         RNN call and one batched attention. Otherwise the decoder steps, with the embedding part
         of the first layer's input projection computed for all steps in one multiply.
         """
-        emb = self.dropout(self.embedding(tgt_in))
+        emb = self.embedding_dropout(self.embedding(tgt_in))
         if not self.input_feeding and not self.bahdanau:
             h, _ = self.rnn(emb, state.hidden)
             if self.attention is None:
@@ -211,7 +213,7 @@ class Decoder(nn.Module):
 
     def project(self, features: torch.Tensor) -> torch.Tensor:
         """Attentional vectors ``(..., H)`` -> logits ``(..., V)``."""
-        return self.out(self.dropout(features))
+        return self.out(self.output_dropout(features))
 
     def forward(self, tgt_in: torch.Tensor, enc: EncoderOutput) -> torch.Tensor:
         """Teacher forcing: ``tgt_in (B, T)`` -> logits ``(B, T, V)``."""

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from .rnn import State, make_rnn, map_state
+from .rnn import DropoutRates, State, make_rnn, map_state
 
 
 @dataclass
@@ -42,7 +42,7 @@ class Encoder(nn.Module):
 
     def __init__(
         self, embedding: nn.Embedding, cell: str, hidden_size: int, layers: int,
-        dropout: float, bidirectional: bool,
+        dropout: DropoutRates, bidirectional: bool,
     ) -> None:
         super().__init__()
         self.embedding = embedding
@@ -50,8 +50,10 @@ class Encoder(nn.Module):
         self.layers = layers
         self.output_size = hidden_size
         per_dir = hidden_size // 2 if bidirectional else hidden_size
-        self.dropout = nn.Dropout(dropout)
-        self.rnn = make_rnn(cell, embedding.embedding_dim, per_dir, layers, dropout, bidirectional)
+        self.embedding_dropout = nn.Dropout(dropout.embedding)
+        self.output_dropout = nn.Dropout(dropout.output)
+        self.rnn = make_rnn(cell, embedding.embedding_dim, per_dir, layers, dropout.rnn,
+                            bidirectional)
 
     def forward(self, src: torch.Tensor, src_lengths: torch.Tensor) -> EncoderOutput:
         """``src (B, S)`` token ids, ``src_lengths (B,)`` -> :class:`EncoderOutput`.
@@ -61,7 +63,7 @@ class Encoder(nn.Module):
         """
         batch, width = src.shape
         mask = torch.arange(width, device=src.device)[None, :] < src_lengths.to(src.device)[:, None]
-        emb = self.dropout(self.embedding(src))
+        emb = self.embedding_dropout(self.embedding(src))
         lengths = src_lengths.clamp(min=1).cpu()
         packed = pack_padded_sequence(emb, lengths, batch_first=True, enforce_sorted=False)
         out, state = self.rnn(packed)
@@ -71,7 +73,7 @@ class Encoder(nn.Module):
         if bool(empty.any()):
             memory = memory.masked_fill(empty[:, None, None], 0.0)
             state = map_state(state, lambda s: s.masked_fill(empty[None, :, None], 0.0))
-        return EncoderOutput(self.dropout(memory), mask, state)
+        return EncoderOutput(self.output_dropout(memory), mask, state)
 
     def _merge_directions(self, s: torch.Tensor) -> torch.Tensor:
         """``(layers*dirs, B, h)`` -> ``(layers, B, dirs*h)``."""

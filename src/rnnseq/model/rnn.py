@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torch import nn
 
@@ -9,6 +11,17 @@ from torch import nn
 State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 
 _CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+
+
+class DropoutRates(NamedTuple):
+    """Where dropout applies (Zaremba et al. 2014 drop non-recurrent connections only):
+    ``embedding`` on token embeddings, ``rnn`` between stacked RNN layers, ``output`` on the
+    encoder's outputs (the attention memory) and on the decoder's vectors before the output
+    layer."""
+
+    embedding: float
+    rnn: float
+    output: float
 
 
 def make_rnn(

@@ -9,6 +9,7 @@ from ..config import Config
 from ..data.vocab import PAD_ID
 from .decoder import Decoder, DecoderState
 from .encoder import Encoder, EncoderOutput
+from .rnn import DropoutRates
 
 
 class Seq2Seq(nn.Module):
@@ -23,10 +24,11 @@ class Seq2Seq(nn.Module):
             tgt_emb = src_emb
         else:
             tgt_emb = nn.Embedding(tgt_vocab_size, m.embedding_size, padding_idx=PAD_ID)
-        self.encoder = Encoder(src_emb, m.cell, m.hidden_size, m.layers, m.dropout,
+        dropout = DropoutRates(*(m.dropout_rate(where) for where in DropoutRates._fields))
+        self.encoder = Encoder(src_emb, m.cell, m.hidden_size, m.layers, dropout,
                                m.bidirectional)
         self.decoder = Decoder(
-            tgt_emb, m.cell, m.hidden_size, m.layers, m.dropout, m.attention,
+            tgt_emb, m.cell, m.hidden_size, m.layers, dropout, m.attention,
             config.input_feeding, self.encoder.output_size, m.bridge, m.tie_embeddings,
         )
         self.reset_parameters()
