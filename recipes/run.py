@@ -5,6 +5,7 @@ README lists.
     python recipes/run.py multi30k-de-en          # the full recipe (see its README)
     python recipes/run.py all --check             # every recipe for two steps on a data sample
     python recipes/run.py multi30k-de-en --resume # continue an interrupted run
+    python recipes/run.py g2p-small               # small-data G2P (8,000 words); g2p-small-1k
 
 A full run writes ``OUT/result.json`` (metrics with their signatures, parameters, training
 time, steps, decoding settings, commit) and prints it as a row for ``recipes/README.md``.
@@ -88,6 +89,25 @@ RECIPES = {
         overrides={**_g2p("cmudict-stress"), "train.out_dir": "runs/cmudict-g2p-stress"},
         average=3,
         dev=("runs/data/cmudict-stress/dev.words", "runs/data/cmudict-stress/dev.prons")),
+    "g2p-small": Recipe(  # 8,000 training words drawn from the CMUdict recipe's split
+        "recipes/g2p-small/config.yaml",
+        ("runs/data/g2p-small-8k/test.words", "runs/data/g2p-small-8k/test.prons"),
+        [["--metric", "ser", "wer"]],
+        prepare=["python", "recipes/g2p-small/prepare.py", "runs/data/g2p-small-8k",
+                 "--train-words", "8000", "--seed", "1", "--no-stress"],
+        average=3,
+        dev=("runs/data/g2p-small-8k/dev.words", "runs/data/g2p-small-8k/dev.prons")),
+    "g2p-small-1k": Recipe(  # the same recipe on 1,000 training words
+        "recipes/g2p-small/config.yaml",
+        ("runs/data/g2p-small-1k/test.words", "runs/data/g2p-small-1k/test.prons"),
+        [["--metric", "ser", "wer"]],
+        prepare=["python", "recipes/g2p-small/prepare.py", "runs/data/g2p-small-1k",
+                 "--train-words", "1000", "--seed", "1", "--no-stress"],
+        overrides={"data.train_tsv": "runs/data/g2p-small-1k/train.tsv",
+                   "data.valid_tsv": "runs/data/g2p-small-1k/dev.tsv",
+                   "train.out_dir": "runs/g2p-small-1k"},
+        average=3,
+        dev=("runs/data/g2p-small-1k/dev.words", "runs/data/g2p-small-1k/dev.prons")),
 }
 
 CHECK_LINES = {"train": 300, "valid": 20, "test": 20}

@@ -57,8 +57,8 @@ class DataConfig:
     src_lowercase: bool = _f(False, help="lowercase source text (also at translate time)")
     tgt_lowercase: bool = _f(False, help="lowercase target text")
     normalize: Normalization = _f(
-        "nfc", help="Unicode normalization of both sides, also at translate time (nfd/nfkd "
-        "outputs are recomposed to NFC)"
+        "nfc", help="Unicode form of both sides' text, also at translate time; nfd/nfkd "
+        "outputs are recomposed to NFC"
     )
     src_normalize: Normalization | None = _f(None, help="source side only (null: normalize)")
     tgt_normalize: Normalization | None = _f(None, help="target side only (null: normalize)")
@@ -78,7 +78,7 @@ class ModelConfig:
     layers: int = _f(1, min=1)
     hidden_size: int = _f(256, min=1, help="decoder size; also the encoder's output size")
     embedding_size: int = _f(128, min=1)
-    dropout: float = _f(0.2, min=0.0, help="every dropout below that is left null")
+    dropout: float = _f(0.2, min=0.0, help="the rate of each of the three below left null")
     embedding_dropout: float | None = _f(None, min=0.0, help="on token embeddings")
     rnn_dropout: float | None = _f(None, min=0.0, help="between stacked RNN layers")
     output_dropout: float | None = _f(
