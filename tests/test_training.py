@@ -213,3 +213,40 @@ def test_validation_scores_repeated_sources_against_all_their_targets(tmp_path, 
     result = train(cfg)
     assert asked == [["a b", "b c"]]  # each source decoded once
     assert result.history[-1]["ser"] == 0.0
+
+
+def test_word_dropout_replaces_real_tokens_only():
+    import torch
+
+    from rnnseq.data.vocab import BOS_ID, PAD_ID, UNK_ID
+    from rnnseq.training.loss import word_dropout
+
+    torch.manual_seed(0)
+    ids = torch.full((64, 50), 7)
+    ids[:, 0] = BOS_ID
+    ids[:, 40:] = PAD_ID
+    assert torch.equal(word_dropout(ids, 0.0), ids)
+    out = word_dropout(ids, 0.3, skip_first=True)
+    assert torch.equal(out[:, 0], ids[:, 0]) and torch.equal(out[:, 40:], ids[:, 40:])
+    dropped = (out[:, 1:40] == UNK_ID).float().mean().item()
+    assert 0.25 < dropped < 0.35
+    assert set(out.unique().tolist()) == {BOS_ID, PAD_ID, UNK_ID, 7}
+
+
+def test_word_dropout_trains_and_is_validated(tmp_path, monkeypatch):
+    import rnnseq.training.trainer as trainer_module
+
+    seen = []
+    original = trainer_module.word_dropout
+
+    def spy(ids, p, skip_first=False):
+        out = original(ids, p, skip_first)
+        seen.append((p, skip_first, int((out != ids).sum())))
+        return out
+
+    monkeypatch.setattr(trainer_module, "word_dropout", spy)
+    train(config(tmp_path, max_steps=5, src_word_dropout=0.5, tgt_word_dropout=0.25))
+    assert {(p, skip) for p, skip, _ in seen} == {(0.5, False), (0.25, True)}
+    assert sum(changed for *_, changed in seen) > 0
+    with pytest.raises(ConfigError, match="train.tgt_word_dropout must be below 1"):
+        config(tmp_path, tgt_word_dropout=1.0)

@@ -136,6 +136,12 @@ class TrainConfig:
         10, min=1, help="stop after this many consecutive non-finite losses/gradients"
     )
     label_smoothing: float = _f(0.1, min=0.0)
+    src_word_dropout: float = _f(
+        0.0, min=0.0, help="replace each source token by <unk> with this probability (training)"
+    )
+    tgt_word_dropout: float = _f(
+        0.0, min=0.0, help="the same for the decoder's input tokens (the previous target tokens)"
+    )
     valid_every: int = _f(500, min=1, help="validate and checkpoint every N steps")
     keep_checkpoints: int = _f(
         1, min=1, help="keep the N newest checkpoints (plus best), e.g. for `rnnseq average`"
@@ -264,8 +270,10 @@ class Config:
             value = getattr(m, key)
             if value is not None and value >= 1.0:
                 raise ConfigError(f"{source}: model.{key} must be below 1 (got {value})")
-        if t.label_smoothing >= 1.0:
-            raise ConfigError(f"{source}: train.label_smoothing must be below 1")
+        for key in ("label_smoothing", "src_word_dropout", "tgt_word_dropout"):
+            if getattr(t, key) >= 1.0:
+                raise ConfigError(f"{source}: train.{key} must be below 1 (got "
+                                  f"{getattr(t, key)})")
         if t.max_steps is None and t.max_epochs is None and t.max_minutes is None:
             raise ConfigError(
                 f"{source}: set at least one of train.max_steps, train.max_epochs, "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..data.vocab import PAD_ID
+from ..data.vocab import PAD_ID, UNK_ID
 
 
 def label_smoothed_nll(
@@ -40,3 +40,20 @@ def sequence_loss(
     logits = decoder.project(features[mask])
     loss, nll = label_smoothed_nll(logits, tgt_out[mask], smoothing)
     return loss, nll, int(mask.sum())
+
+
+def word_dropout(ids: torch.Tensor, p: float, skip_first: bool = False) -> torch.Tensor:
+    """``ids (B, T)`` with each real token replaced by ``<unk>`` with probability ``p``.
+
+    Token-level dropout (Gal & Ghahramani 2016's dropout of whole embeddings; "word dropout" in
+    Sennrich & Zhang 2019, "Revisiting Low-Resource Neural Machine Translation"): the model
+    cannot count on any one input symbol, which regularises small-data training. On the decoder
+    input it also makes the decoder lean on the source instead of its own history. Padding
+    stays; ``skip_first`` keeps position 0 (the decoder's ``<s>``).
+    """
+    if p <= 0:
+        return ids
+    drop = (torch.rand(ids.shape, device=ids.device) < p) & (ids != PAD_ID)
+    if skip_first:
+        drop[:, 0] = False
+    return ids.masked_fill(drop, UNK_ID)

@@ -36,7 +36,7 @@ from ..modeldir import ModelBundle, load_config, load_weights
 from ..precision import autocast
 from .checkpoint import load_trainer_state, restore_optimizer, save_checkpoint, set_rng_state
 from .distributed import Distributed
-from .loss import sequence_loss
+from .loss import sequence_loss, word_dropout
 from .schedule import Schedule
 
 log = logging.getLogger("rnnseq")
@@ -388,8 +388,9 @@ class Trainer:
                     else self.ddp.no_sync())  # all-reduce gradients once, after the last
             with sync:
                 with autocast(self.device, t.precision):
-                    args = (batch.src, batch.src_lengths, batch.tgt_in, batch.tgt_out,
-                            t.label_smoothing)
+                    src = word_dropout(batch.src, t.src_word_dropout)
+                    tgt_in = word_dropout(batch.tgt_in, t.tgt_word_dropout, skip_first=True)
+                    args = (src, batch.src_lengths, tgt_in, batch.tgt_out, t.label_smoothing)
                     if self.ddp is not None:
                         loss_sum, nll_sum, _ = self.ddp(*args)
                     else:
