@@ -105,7 +105,8 @@ RECIPES = {
                  "--train-words", "1000", "--seed", "1", "--no-stress"],
         overrides={"data.train_tsv": "runs/data/g2p-small-1k/train.tsv",
                    "data.valid_tsv": "runs/data/g2p-small-1k/dev.tsv",
-                   "train.out_dir": "runs/g2p-small-1k"},
+                   "train.out_dir": "runs/g2p-small-1k",
+                   "train.max_steps": "3000", "train.valid_every": "250"},
         average=3,
         dev=("runs/data/g2p-small-1k/dev.words", "runs/data/g2p-small-1k/dev.prons")),
 }
