@@ -34,6 +34,8 @@ train:
   valid_beam_size: 2
   schedule: inverse_sqrt
   warmup_steps: 5
+  src_word_dropout: 0.1   # more random numbers that a resume must replay exactly
+  tgt_word_dropout: 0.1
   progress: false
 """
 
