@@ -27,6 +27,7 @@ import argparse
 import json
 import random
 import sys
+import unicodedata
 from collections import OrderedDict
 from pathlib import Path
 
@@ -34,8 +35,6 @@ from rnnseq.data.builtin import cmudict_splits, split_of
 from rnnseq.data.corpus import read_lines
 from rnnseq.errors import DataError
 from rnnseq.fileio import atomic_write_text
-
-Lexicon = "OrderedDict[str, list[str]]"
 
 
 def read_lexicon(path: Path) -> OrderedDict[str, list[str]]:
@@ -47,7 +46,8 @@ def read_lexicon(path: Path) -> OrderedDict[str, list[str]]:
         if line.count("\t") != 1:
             raise DataError(f"{path}:{number}: expected word<TAB>pronunciation, found "
                             f"{line.count(chr(9))} tabs")
-        word, pron = (part.strip() for part in line.split("\t"))
+        # composed and decomposed spellings of a word are one word (on one side of the split)
+        word, pron = (unicodedata.normalize("NFC", part.strip()) for part in line.split("\t"))
         if not word or not pron:
             raise DataError(f"{path}:{number}: empty {'word' if not word else 'pronunciation'}")
         prons = lexicon.setdefault(word, [])
