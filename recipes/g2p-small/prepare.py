@@ -31,8 +31,9 @@ import unicodedata
 from collections import OrderedDict
 from pathlib import Path
 
-from rnnseq.data.builtin import cmudict_splits, split_of
+from rnnseq.data.builtin import cmudict_splits, split_lexicon
 from rnnseq.data.corpus import read_lines
+from rnnseq.demo import write_split_files
 from rnnseq.errors import DataError
 from rnnseq.fileio import atomic_write_text
 
@@ -58,15 +59,6 @@ def read_lexicon(path: Path) -> OrderedDict[str, list[str]]:
     return lexicon
 
 
-def split_lexicon(lexicon: OrderedDict[str, list[str]], test_percent: int,
-                  dev_percent: int) -> dict[str, OrderedDict[str, list[str]]]:
-    splits: dict[str, OrderedDict[str, list[str]]] = {
-        "train": OrderedDict(), "dev": OrderedDict(), "test": OrderedDict()}
-    for word, prons in lexicon.items():
-        splits[split_of(word, test_percent, dev_percent)][word] = prons
-    return splits
-
-
 def sample_words(words: OrderedDict[str, list[str]], n: int | None,
                  seed: int) -> OrderedDict[str, list[str]]:
     """``n`` words drawn at random (all of them when ``n`` is None), in dictionary order."""
@@ -74,22 +66,6 @@ def sample_words(words: OrderedDict[str, list[str]], n: int | None,
         return words
     chosen = set(random.Random(seed).sample(sorted(words), n))
     return OrderedDict((w, p) for w, p in words.items() if w in chosen)
-
-
-def write_data(out: Path, splits: dict[str, OrderedDict[str, list[str]]],
-               dev_words: int) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-
-    def pairs(words: OrderedDict[str, list[str]]) -> str:
-        return "".join(f"{w}\t{p}\n" for w, prons in words.items() for p in prons)
-
-    dev = sample_words(splits["dev"], dev_words, seed=0)  # the same dev set for every draw
-    atomic_write_text(out / "train.tsv", pairs(splits["train"]))
-    atomic_write_text(out / "dev.tsv", pairs(dev))
-    for name, words in (("dev", dev), ("test", splits["test"])):
-        atomic_write_text(out / f"{name}.words", "".join(f"{w}\n" for w in words))
-        atomic_write_text(out / f"{name}.prons", "".join("\t".join(p) + "\n"
-                                                          for p in words.values()))
 
 
 def main() -> None:
@@ -135,11 +111,12 @@ def main() -> None:
         print(f"note: --train-words {args.train_words}, but there are {available:,} training "
               "words; using them all", file=sys.stderr)
     splits["train"] = sample_words(splits["train"], args.train_words, args.seed)
-    write_data(Path(args.out), splits, args.dev_words)
+    dev = sample_words(splits["dev"], args.dev_words, seed=0)  # one dev set for every draw
+    write_split_files(Path(args.out), splits["train"], dev, splits["test"])
     info = {"source": source, "train_words": len(splits["train"]),
             "train_pronunciations": sum(len(p) for p in splits["train"].values()),
             "drawn_from": available, "seed": args.seed,
-            "dev_words": min(args.dev_words, len(splits["dev"])),
+            "dev_words": len(dev),
             "test_words": len(splits["test"])}
     atomic_write_text(Path(args.out) / "sample.json", json.dumps(info, indent=2) + "\n")
     print(f"{args.out}: {info['train_words']:,} training words ({info['train_pronunciations']:,} "

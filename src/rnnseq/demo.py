@@ -54,22 +54,33 @@ def write_splits(workdir: Path, quick: bool = False, stress: bool = True,
     ``dev.words``/``dev.prons`` and ``test.words``/``test.prons`` (each word with all its
     pronunciations, tab-separated)."""
     from .data.builtin import cmudict_splits
-    from .fileio import atomic_write_text
 
     splits = cmudict_splits(stress=stress)
     if quick:
         splits = {name: dict(list(words.items())[:300]) for name, words in splits.items()}
-    workdir.mkdir(parents=True, exist_ok=True)
-    train_lines = [f"{w}\t{p}" for w, prons in splits["train"].items() for p in prons]
-    dev = list(splits["dev"].items())[:dev_limit]
-    atomic_write_text(workdir / "train.tsv", "\n".join(train_lines) + "\n")
-    atomic_write_text(workdir / "dev.tsv",
-                      "\n".join(f"{w}\t{p}" for w, prons in dev for p in prons) + "\n")
-    for name, words in (("dev", dict(dev)), ("test", splits["test"])):
-        atomic_write_text(workdir / f"{name}.words", "\n".join(words) + "\n")
-        atomic_write_text(workdir / f"{name}.prons",
-                          "\n".join("\t".join(p) for p in words.values()) + "\n")
+    dev = dict(list(splits["dev"].items())[:dev_limit])
+    write_split_files(workdir, splits["train"], dev, splits["test"])
     return splits
+
+
+def write_split_files(workdir: Path, train: dict[str, list[str]], dev: dict[str, list[str]],
+                      test: dict[str, list[str]]) -> None:
+    """Write a word -> pronunciations split as the G2P recipes read it: ``train.tsv`` and
+    ``dev.tsv`` (a ``word<TAB>pronunciation`` line per pronunciation), ``dev.words`` /
+    ``dev.prons`` and ``test.words`` / ``test.prons`` (a word per line; its pronunciations on
+    the same line of ``.prons``, tab-separated)."""
+    from .fileio import atomic_write_text
+
+    def pairs(words: dict[str, list[str]]) -> str:
+        return "".join(f"{w}\t{p}\n" for w, prons in words.items() for p in prons)
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(workdir / "train.tsv", pairs(train))
+    atomic_write_text(workdir / "dev.tsv", pairs(dev))
+    for name, words in (("dev", dev), ("test", test)):
+        atomic_write_text(workdir / f"{name}.words", "".join(f"{w}\n" for w in words))
+        atomic_write_text(workdir / f"{name}.prons",
+                          "".join("\t".join(p) + "\n" for p in words.values()))
 
 
 def command_name() -> str:

@@ -77,11 +77,19 @@ def split_of(word: str, test_percent: int = 5, dev_percent: int = 2) -> str:
     return "train"
 
 
+def split_lexicon(
+    lexicon: OrderedDict[str, list[str]], test_percent: int = 5, dev_percent: int = 2
+) -> dict[str, OrderedDict[str, list[str]]]:
+    """``train``/``dev``/``test`` parts of a word -> pronunciations lexicon, by :func:`split_of`
+    (each part in the lexicon's order)."""
+    splits: dict[str, OrderedDict[str, list[str]]] = {
+        "train": OrderedDict(), "dev": OrderedDict(), "test": OrderedDict()}
+    for word, prons in lexicon.items():
+        splits[split_of(word, test_percent, dev_percent)][word] = prons
+    return splits
+
+
 def cmudict_splits(
     stress: bool = True, test_percent: int = 5, dev_percent: int = 2
 ) -> dict[str, OrderedDict[str, list[str]]]:
-    splits: dict[str, OrderedDict[str, list[str]]] = {
-        "train": OrderedDict(), "dev": OrderedDict(), "test": OrderedDict()}
-    for word, prons in read_cmudict(stress=stress).items():
-        splits[split_of(word, test_percent, dev_percent)][word] = prons
-    return splits
+    return split_lexicon(read_cmudict(stress=stress), test_percent, dev_percent)
