@@ -28,7 +28,7 @@ from pathlib import Path
 
 import yaml
 
-from rnnseq.metrics import HIGHER_IS_BETTER
+from rnnseq.metrics import is_better, metric_name
 
 ROOT = Path(__file__).resolve().parents[1]
 M30K = Path("../shared/data/multi30k")
@@ -145,11 +145,12 @@ def head(src: Path, dst: Path, lines: int) -> str:
 
 
 def first_score(printed: str) -> tuple[str, float]:
-    """The first metric of `rnnseq evaluate`'s output: ("SER", 32.59) from "SER = 32.59 (...)"."""
-    m = re.search(r"^(\w+) = ([\d.]+)", printed, re.MULTILINE)
+    """The first score `rnnseq evaluate` printed: ("ser", 32.59) from "SER = 32.59 (...)",
+    ("rouge1", 31.4) from "ROUGE-1 = 31.40  ROUGE-2 = ..."."""
+    m = re.search(r"^([\w-]+) = ([\d.]+)", printed, re.MULTILINE)
     if not m:
         sys.exit(f"no score in the evaluation output: {printed!r}")
-    return m[1], float(m[2])
+    return metric_name(m[1]), float(m[2])
 
 
 def select_on_dev(recipe: Recipe, out_dir: Path, dev: tuple[str, str]) -> tuple[Path, dict]:
@@ -163,8 +164,7 @@ def select_on_dev(recipe: Recipe, out_dir: Path, dev: tuple[str, str]) -> tuple[
         printed = run(["rnnseq", "evaluate", "--hyp", str(hyp), "--ref", dev[1],
                        *recipe.evaluate[0]], capture=True)
         metric, scores[model.name] = first_score(printed)
-    gain = scores["averaged"] - scores["best"]
-    better = gain > 0 if HIGHER_IS_BETTER[metric.lower()] else gain < 0
+    better = is_better(metric, scores["averaged"], scores["best"])
     chosen = averaged if better else out_dir / "best"
     print(f"dev {metric}: best {scores['best']}, averaged {scores['averaged']} -> "
           f"testing {chosen.name}", flush=True)

@@ -21,6 +21,11 @@ metrics (several may be given; rates are percentages):
   cer   the same over characters
   ser   sequence error rate: the share of hypotheses that match none of their
         references exactly, token by token (the "WER" of G2P papers)
+  rouge ROUGE-1, ROUGE-2 and ROUGE-L F1 from Google's rouge-score, the mean over
+        lines, Porter stemming on (--no-stem: off). With several references per
+        line, each line is scored against the reference with the highest ROUGE-1
+        F1 (the SciTLDR rule), and all three scores are that reference's.
+        rouge1 / rouge2 / rougeL: one of them under the same rule
 
 A reference line may hold several alternatives separated by tabs (used by all metrics;
 for bleu/chrf they become extra reference streams).
@@ -148,6 +153,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             kwargs["tokenize"] = args.bleu_tokenize
         if name in ("bleu", "chrf") and args.lowercase:
             kwargs["lowercase"] = True
+        if name.startswith("rouge"):
+            kwargs["stem"] = not args.no_stem
         print(score(name, hyps, refs, **kwargs))
     return 0
 
@@ -183,6 +190,7 @@ def cmd_config(args: argparse.Namespace) -> int:
 # -- parser -------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
+    from .metrics import METRIC_NAMES  # light: the scorers import their packages when used
 
     parser = argparse.ArgumentParser(
         prog="rnnseq", description="Recurrent sequence-to-sequence models: train, translate, "
@@ -228,8 +236,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="references, one line per hypothesis (tab-separated alternatives); "
                    "repeat for more reference files")
     p.add_argument("--metric", nargs="+", default=["bleu"],
-                   choices=["bleu", "chrf", "ser", "wer", "cer"], help="one or more metrics")
+                   choices=METRIC_NAMES, help="one or more metrics")
     p.add_argument("--lowercase", "-lc", action="store_true", help="case-insensitive scoring")
+    p.add_argument("--no-stem", action="store_true", help="ROUGE without Porter stemming")
     p.add_argument("--bleu-tokenize", help="sacreBLEU tokenizer for BLEU (default 13a; "
                    "'none' for pre-tokenized text)")
     p.set_defaults(func=cmd_evaluate)

@@ -149,7 +149,9 @@ class TrainConfig:
     save_every: int | None = _f(
         None, min=1, help="also checkpoint (without validating) every N steps"
     )
-    valid_metric: Literal["bleu", "chrf", "ser", "wer", "cer", "loss"] = _f("loss")
+    valid_metric: Literal[
+        "bleu", "chrf", "ser", "wer", "cer", "rouge", "rouge1", "rouge2", "rougeL", "loss"
+    ] = _f("loss", help="rouge: ROUGE-L F1 (rouge1/rouge2/rougeL for one score)")
     valid_beam_size: int | None = _f(
         None, min=1, help="beam size when decoding for validation (default decode.beam_size)"
     )

@@ -30,7 +30,7 @@ from ..data.vocab import Vocab
 from ..errors import OutputError, TrainingError
 from ..faults import fault_point
 from ..inference.translator import Translator
-from ..metrics import HIGHER_IS_BETTER, score
+from ..metrics import HIGHER_IS_BETTER, is_better, score
 from ..model.seq2seq import Seq2Seq
 from ..modeldir import ModelBundle, load_config, load_weights
 from ..precision import autocast
@@ -517,8 +517,7 @@ class Trainer:
         if metric in result:
             value = result[metric]
             higher = HIGHER_IS_BETTER[metric]
-            is_best = (self.best_value is None
-                       or (value > self.best_value if higher else value < self.best_value))
+            is_best = is_better(metric, value, self.best_value)
             if is_best:
                 self.best_value, self.best_step, self.bad_validations = value, self.step, 0
             else:
