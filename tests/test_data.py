@@ -74,9 +74,30 @@ def test_filter_counts_empty_and_long_pairs(caplog, tmp_path):
     corpus = read_tsv(path)
     vocab = build_vocabulary(DataConfig(max_len=3), corpus)
     with caplog.at_level(logging.INFO, logger="rnnseq"):
-        data = encode_corpus(corpus, vocab, 3, "training data")
+        data = encode_corpus(corpus, vocab, DataConfig(max_len=3), "training data")
     assert len(data) == 1
     assert "kept 1 pairs, dropped 2 with an empty side and 1 longer than max_len" in caplog.text
+
+
+def test_long_pairs_are_truncated_per_side(caplog, tmp_path):
+    path = tmp_path / "d.tsv"
+    path.write_text("a b c d e f\tx y z\na\tx\nb c\tx y z w v\n")
+    corpus = read_tsv(path)
+    cfg = DataConfig(max_len=3, max_src_len=4)  # sources cut at 4; targets still dropped at 3
+    vocab = build_vocabulary(cfg, corpus)
+    assert "f" not in vocab.src_vocab.stoi and "e" not in vocab.src_vocab.stoi
+    assert "w" not in vocab.tgt_vocab.stoi  # the dropped pair's target is not in the vocabulary
+    with caplog.at_level(logging.INFO, logger="rnnseq"):
+        data = encode_corpus(corpus, vocab, cfg, "training data")
+    assert [len(s) for s in data.src] == [4, 1] and [len(t) for t in data.tgt] == [3, 1]
+    assert data.src_text[0] == "a b c d e f"  # the text is kept as it was read
+    assert ("kept 2 pairs, dropped 0 with an empty side and 1 longer than max_len; truncated "
+            "1 sources to max_src_len and 0 targets to max_tgt_len") in caplog.text
+    cfg = DataConfig(max_len=3, max_src_len=4, max_tgt_len=2)
+    data = encode_corpus(corpus, build_vocabulary(cfg, corpus), cfg, "training data")
+    assert [len(t) for t in data.tgt] == [2, 1, 2]
+    # validation data is scored whole: no limits
+    assert [len(s) for s in encode_corpus(corpus, vocab, None, "validation data").src] == [6, 1, 2]
 
 
 def test_char_and_word_tokenizers():

@@ -24,13 +24,12 @@ FORMAT_VERSION = 1
 CELLS = ("rnn", "lstm", "gru")
 ATTENTIONS = ("none", "bahdanau", "luong_dot", "luong_general", "luong_concat")
 TOKENIZERS = ("char", "word", "sentencepiece")
-METRICS = ("bleu", "chrf", "ser", "wer", "cer", "loss")
 Normalization = Literal["nfc", "nfd", "nfkc", "nfkd", "none"]
 
 # Data keys that say where the data lives or how much of it is used; every other data key, and
 # every model key, shapes the model or how it reads and writes text (see model_settings).
 DATA_LOCATION_KEYS = frozenset({"train_src", "train_tgt", "train_tsv", "valid_src", "valid_tgt",
-                                "valid_tsv", "max_len"})
+                                "valid_tsv", "max_len", "max_src_len", "max_tgt_len"})
 
 
 def _f(default: Any, *, min: float | None = None, gt: float | None = None, help: str = ""):
@@ -64,7 +63,14 @@ class DataConfig:
     tgt_normalize: Normalization | None = _f(None, help="target side only (null: normalize)")
     min_freq: int = _f(1, min=1)
     max_vocab: int | None = _f(None, min=1, help="keep at most this many types per side")
-    max_len: int = _f(100, min=1, help="drop training pairs longer than this (tokens)")
+    max_len: int = _f(
+        100, min=1, help="drop training pairs with a side longer than this (tokens); a side "
+        "with its own max_*_len is truncated instead"
+    )
+    max_src_len: int | None = _f(
+        None, min=1, help="truncate training sources to this many tokens (e.g. long documents)"
+    )
+    max_tgt_len: int | None = _f(None, min=1, help="truncate training targets to this many tokens")
 
     def normalization(self, side: str) -> Normalization:
         """The normalization of ``side`` (``src`` or ``tgt``): its own key, else ``normalize``."""

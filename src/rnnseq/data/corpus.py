@@ -114,24 +114,38 @@ class FilterReport:
     kept: int
     empty: int
     too_long: int
+    truncated_src: int = 0
+    truncated_tgt: int = 0
 
     def __str__(self) -> str:
-        return (
-            f"kept {self.kept} pairs, dropped {self.empty} with an empty side "
-            f"and {self.too_long} longer than max_len"
-        )
+        text = (f"kept {self.kept} pairs, dropped {self.empty} with an empty side "
+                f"and {self.too_long} longer than max_len")
+        if self.truncated_src or self.truncated_tgt:
+            text += (f"; truncated {self.truncated_src} sources to max_src_len and "
+                     f"{self.truncated_tgt} targets to max_tgt_len")
+        return text
 
 
 def filter_pairs(
-    src_tokens: list[list[str]], tgt_tokens: list[list[str]], max_len: int | None
+    src_tokens: list[list[str]], tgt_tokens: list[list[str]], max_len: int | None,
+    max_src_len: int | None = None, max_tgt_len: int | None = None,
 ) -> tuple[list[int], FilterReport]:
-    """Indices of pairs with both sides non-empty and at most ``max_len`` tokens."""
-    keep, empty, too_long = [], 0, 0
+    """Indices of pairs with both sides non-empty and at most ``max_len`` tokens.
+
+    A side with its own limit (``max_src_len`` / ``max_tgt_len``) is truncated to it instead
+    (the caller slices; this counts) and is not held to ``max_len``.
+    """
+    keep, empty, too_long, cut_src, cut_tgt = [], 0, 0, 0, 0
     for i, (s, t) in enumerate(zip(src_tokens, tgt_tokens, strict=True)):
         if not s or not t:
             empty += 1
-        elif max_len is not None and (len(s) > max_len or len(t) > max_len):
+            continue
+        src_long = max_src_len is None and max_len is not None and len(s) > max_len
+        tgt_long = max_tgt_len is None and max_len is not None and len(t) > max_len
+        if src_long or tgt_long:
             too_long += 1
-        else:
-            keep.append(i)
-    return keep, FilterReport(len(keep), empty, too_long)
+            continue
+        keep.append(i)
+        cut_src += max_src_len is not None and len(s) > max_src_len
+        cut_tgt += max_tgt_len is not None and len(t) > max_tgt_len
+    return keep, FilterReport(len(keep), empty, too_long, cut_src, cut_tgt)

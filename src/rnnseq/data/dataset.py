@@ -76,9 +76,9 @@ def vocabulary_from_tokens(
     cfg: DataConfig, tokens: TokenizedCorpus, src_tok: Tokenizer, tgt_tok: Tokenizer
 ) -> Vocabulary:
     """Vocabularies over the pairs that survive filtering (``min_freq``, ``max_vocab``)."""
-    keep, _ = filter_pairs(tokens.src, tokens.tgt, cfg.max_len)
-    src_tokens = [tokens.src[i] for i in keep]
-    tgt_tokens = [tokens.tgt[i] for i in keep]
+    keep, _ = filter_pairs(tokens.src, tokens.tgt, cfg.max_len, cfg.max_src_len, cfg.max_tgt_len)
+    src_tokens = [tokens.src[i][: cfg.max_src_len] for i in keep]
+    tgt_tokens = [tokens.tgt[i][: cfg.max_tgt_len] for i in keep]
     if cfg.shared_vocab:
         src_vocab = tgt_vocab = Vocab.build(src_tokens + tgt_tokens, cfg.min_freq, cfg.max_vocab)
     else:
@@ -88,20 +88,25 @@ def vocabulary_from_tokens(
 
 
 def encode_corpus(
-    corpus: ParallelCorpus | TokenizedCorpus, vocab: Vocabulary, max_len: int | None, what: str
+    corpus: ParallelCorpus | TokenizedCorpus, vocab: Vocabulary, limits: DataConfig | None,
+    what: str,
 ) -> Dataset:
-    """Map to ids (tokenizing first if needed); drop (and log) empty and over-long pairs."""
+    """Map to ids (tokenizing first if needed); drop (and log) empty pairs, and pairs longer
+    than ``limits.max_len`` or truncate them to ``max_src_len`` / ``max_tgt_len`` (no limits:
+    ``None``, as for validation data, which is scored whole)."""
     tokens = (corpus if isinstance(corpus, TokenizedCorpus)
               else tokenize_corpus(corpus, vocab.src_tokenizer, vocab.tgt_tokenizer))
     raw = tokens.corpus
-    keep, report = filter_pairs(tokens.src, tokens.tgt, max_len)
+    max_len, max_src, max_tgt = ((limits.max_len, limits.max_src_len, limits.max_tgt_len)
+                                 if limits is not None else (None, None, None))
+    keep, report = filter_pairs(tokens.src, tokens.tgt, max_len, max_src, max_tgt)
     log.info("%s (%s): %s", what, raw.origin, report)
     if not keep:
         raise DataError(f"{what} ({raw.origin}): no usable pairs left after filtering "
                         f"({report})")
     return Dataset(
-        [vocab.src_vocab.encode(tokens.src[i]) for i in keep],
-        [vocab.tgt_vocab.encode(tokens.tgt[i]) for i in keep],
+        [vocab.src_vocab.encode(tokens.src[i][:max_src]) for i in keep],
+        [vocab.tgt_vocab.encode(tokens.tgt[i][:max_tgt]) for i in keep],
         [raw.src[i] for i in keep],
         [raw.tgt[i] for i in keep],
     )

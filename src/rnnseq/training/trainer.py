@@ -168,7 +168,7 @@ class Trainer:
                                          self.vocab.tgt_tokenizer)
         log.info("vocabulary: %d source, %d target types", len(self.vocab.src_vocab),
                  len(self.vocab.tgt_vocab))
-        self.train_data = encode_corpus(tokens, self.vocab, d.max_len, "training data")
+        self.train_data = encode_corpus(tokens, self.vocab, d, "training data")
         self.valid_data = (encode_corpus(valid_corpus, self.vocab, None, "validation data")
                            if valid_corpus is not None else None)
         self.model = Seq2Seq(cfg, len(self.vocab.src_vocab), len(self.vocab.tgt_vocab))
