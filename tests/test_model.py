@@ -64,7 +64,7 @@ def test_attention_weights_sum_to_one_and_ignore_padding(cell, attention, feed):
     model = tiny_model(cell, attention, feed)
     b = batch()
     enc = model.encode(b.src, b.src_lengths)
-    _, weights = model.decoder.features(b.tgt_in, model.init_state(enc))
+    weights = model.decoder.features(b.tgt_in, model.init_state(enc)).attention
     assert weights.shape == (3, b.tgt_in.shape[1], b.src.shape[1])
     torch.testing.assert_close(weights.sum(-1), torch.ones(weights.shape[:2]))
     pad = ~enc.mask[:, None, :].expand_as(weights)
@@ -145,7 +145,7 @@ def test_label_smoothing_loss_matches_definition():
 
     logits = torch.randn(5, 7)
     target = torch.tensor([0, 3, 6, 2, 1])
-    loss, nll = label_smoothed_nll(logits, target, 0.1)
+    loss, nll = label_smoothed_nll(torch.log_softmax(logits, -1), target, 0.1)
     ref = torch.nn.functional.cross_entropy(logits, target, label_smoothing=0.1, reduction="sum")
     torch.testing.assert_close(loss, ref)
     torch.testing.assert_close(nll, torch.nn.functional.cross_entropy(logits, target,

@@ -51,8 +51,10 @@ def test_recipe_train_log_is_parsed(tmp_path):
 
 def test_first_score_reads_the_evaluate_output():
     assert recipes.first_score("SER = 32.59 (2062/6327 wrong)\nWER = 7.77 (...)\n") == (
-        "SER", 32.59)
-    assert recipes.first_score("BLEU = 41.87 73.1/50.2 nrefs:1|case:mixed\n") == ("BLEU", 41.87)
+        "ser", 32.59)
+    assert recipes.first_score("BLEU = 41.87 73.1/50.2 nrefs:1|case:mixed\n") == ("bleu", 41.87)
+    assert recipes.first_score("ROUGE-1 = 31.40  ROUGE-2 = 11.40  ROUGE-L = 24.00  [...]\n") \
+        == ("rouge1", 31.4)
 
 
 def test_unknown_recipe_is_refused():

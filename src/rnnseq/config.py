@@ -99,6 +99,14 @@ class ModelConfig:
     )
     bridge: Literal["linear", "copy", "zero"] = _f("linear")
     tie_embeddings: bool = _f(False, help="decoder output layer shares the target embeddings")
+    copy_attention: bool = _f(
+        False, help="pointer-generator: outputs may copy source tokens, also ones outside the "
+        "target vocabulary"
+    )
+    coverage: bool = _f(
+        False, help="the attention sees how much each source position received so far "
+        "(see train.coverage_loss_weight)"
+    )
     share_embeddings: bool = _f(False, help="source and target share one embedding table")
 
     def dropout_rate(self, where: str) -> float:
@@ -147,6 +155,10 @@ class TrainConfig:
     )
     tgt_word_dropout: float = _f(
         0.0, min=0.0, help="the same for the decoder's input tokens (the previous target tokens)"
+    )
+    coverage_loss_weight: float = _f(
+        1.0, min=0.0, help="lambda of See et al.'s coverage loss sum_i min(a_i, c_i) (with "
+        "model.coverage)"
     )
     valid_every: int = _f(500, min=1, help="validate and checkpoint every N steps")
     keep_checkpoints: int = _f(
@@ -252,6 +264,10 @@ class Config:
                 f"{source}: model.input_feeding applies to Luong attention only; "
                 f"remove it or set it to false for attention: {m.attention}"
             )
+        for key in ("copy_attention", "coverage"):
+            if getattr(m, key) and m.attention == "none":
+                raise ConfigError(f"{source}: model.{key} needs attention; set model.attention "
+                                  "to bahdanau or a luong_* type")
         if m.tie_embeddings and m.embedding_size != m.hidden_size:
             raise ConfigError(
                 f"{source}: model.tie_embeddings needs model.embedding_size == model.hidden_size "

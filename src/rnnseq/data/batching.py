@@ -16,7 +16,8 @@ class Batch:
     """A padded batch. Shapes: ``src (B, S)``, ``src_lengths (B,)``, ``tgt_in``/``tgt_out (B, T)``.
 
     ``tgt_in`` is ``<s> y1 .. yn`` and ``tgt_out`` is ``y1 .. yn </s>``; ``index`` maps each row
-    back to its position in the dataset.
+    back to its position in the dataset. For copy attention, ``src_map (B, S)`` holds the source
+    tokens' extended-vocabulary ids and ``tgt_out`` the target's (``rnnseq.data.extended``).
     """
 
     src: torch.Tensor
@@ -24,13 +25,14 @@ class Batch:
     tgt_in: torch.Tensor | None
     tgt_out: torch.Tensor | None
     index: list[int]
+    src_map: torch.Tensor | None = None
 
     def to(self, device: torch.device) -> Batch:
         def move(t: torch.Tensor | None) -> torch.Tensor | None:
             return None if t is None else t.to(device, non_blocking=True)
 
         return Batch(move(self.src), self.src_lengths, move(self.tgt_in), move(self.tgt_out),
-                     self.index)
+                     self.index, move(self.src_map))
 
     @property
     def n_tgt_tokens(self) -> int:
@@ -50,15 +52,19 @@ def pad(seqs: Sequence[Sequence[int]], min_len: int = 1) -> torch.Tensor:
 
 
 def collate(
-    src: Sequence[Sequence[int]], tgt: Sequence[Sequence[int]] | None, index: list[int]
+    src: Sequence[Sequence[int]], tgt: Sequence[Sequence[int]] | None, index: list[int],
+    src_map: Sequence[Sequence[int]] | None = None,
+    tgt_ext: Sequence[Sequence[int]] | None = None,
 ) -> Batch:
-    """Pad id sequences into a :class:`Batch`. Source rows may be empty (length 0)."""
+    """Pad id sequences into a :class:`Batch`. Source rows may be empty (length 0). With copy
+    attention, ``src_map`` and ``tgt_ext`` are both sides in extended-vocabulary ids."""
     src_lengths = torch.tensor([len(s) for s in src], dtype=torch.long)
     tgt_in = tgt_out = None
     if tgt is not None:
         tgt_in = pad([[BOS_ID, *t] for t in tgt])
-        tgt_out = pad([[*t, EOS_ID] for t in tgt])
-    return Batch(pad(src), src_lengths, tgt_in, tgt_out, index)
+        tgt_out = pad([[*t, EOS_ID] for t in (tgt if tgt_ext is None else tgt_ext)])
+    return Batch(pad(src), src_lengths, tgt_in, tgt_out, index,
+                 None if src_map is None else pad(src_map))
 
 
 def make_batches(

@@ -6,7 +6,9 @@ import logging
 from dataclasses import dataclass
 
 from ..config import DataConfig
+from .batching import Batch, collate
 from .corpus import DataError, ParallelCorpus, filter_pairs, load_corpus
+from .extended import extend_target, source_map
 from .normalize import side_normalizer
 from .tokenizers import Tokenizer, build_tokenizer
 from .vocab import Vocab
@@ -26,15 +28,24 @@ class Vocabulary:
 
 @dataclass
 class Dataset:
-    """Id sequences (no ``<s>``/``</s>``) with the strings they came from."""
+    """Id sequences (no ``<s>``/``</s>``) with the strings they came from; for copy attention
+    also both sides in extended-vocabulary ids (``rnnseq.data.extended``)."""
 
     src: list[list[int]]
     tgt: list[list[int]]
     src_text: list[str]
     tgt_text: list[str]
+    src_map: list[list[int]] | None = None
+    tgt_ext: list[list[int]] | None = None
 
     def __len__(self) -> int:
         return len(self.src)
+
+    def batch(self, index: list[int]) -> Batch:
+        """The examples at ``index`` as a padded :class:`Batch`."""
+        pick = lambda rows: None if rows is None else [rows[i] for i in index]  # noqa: E731
+        return collate(pick(self.src), pick(self.tgt), index, pick(self.src_map),
+                       pick(self.tgt_ext))
 
 
 @dataclass
@@ -89,11 +100,12 @@ def vocabulary_from_tokens(
 
 def encode_corpus(
     corpus: ParallelCorpus | TokenizedCorpus, vocab: Vocabulary, limits: DataConfig | None,
-    what: str,
+    what: str, copy: bool = False,
 ) -> Dataset:
     """Map to ids (tokenizing first if needed); drop (and log) empty pairs, and pairs longer
     than ``limits.max_len`` or truncate them to ``max_src_len`` / ``max_tgt_len`` (no limits:
-    ``None``, as for validation data, which is scored whole)."""
+    ``None``, as for validation data, which is scored whole). ``copy``: also map both sides
+    to extended-vocabulary ids, for copy attention."""
     tokens = (corpus if isinstance(corpus, TokenizedCorpus)
               else tokenize_corpus(corpus, vocab.src_tokenizer, vocab.tgt_tokenizer))
     raw = tokens.corpus
@@ -104,12 +116,18 @@ def encode_corpus(
     if not keep:
         raise DataError(f"{what} ({raw.origin}): no usable pairs left after filtering "
                         f"({report})")
-    return Dataset(
-        [vocab.src_vocab.encode(tokens.src[i][:max_src]) for i in keep],
-        [vocab.tgt_vocab.encode(tokens.tgt[i][:max_tgt]) for i in keep],
-        [raw.src[i] for i in keep],
-        [raw.tgt[i] for i in keep],
-    )
+    src = [tokens.src[i][:max_src] for i in keep]
+    tgt = [tokens.tgt[i][:max_tgt] for i in keep]
+    data = Dataset([vocab.src_vocab.encode(s) for s in src],
+                   [vocab.tgt_vocab.encode(t) for t in tgt],
+                   [raw.src[i] for i in keep], [raw.tgt[i] for i in keep])
+    if copy:
+        data.src_map, data.tgt_ext = [], []
+        for s, t in zip(src, tgt, strict=True):
+            ids, oov = source_map(s, vocab.tgt_vocab)
+            data.src_map.append(ids)
+            data.tgt_ext.append(extend_target(t, vocab.tgt_vocab, oov))
+    return data
 
 
 def load_training_data(cfg: DataConfig) -> tuple[ParallelCorpus, ParallelCorpus | None]:

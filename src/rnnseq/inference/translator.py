@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from ..data.batching import collate, make_batches
+from ..data.extended import decode_extended, source_map
 from ..errors import UsageError
 from ..modeldir import ModelBundle
 from ..precision import PRECISIONS, autocast
@@ -94,6 +95,9 @@ class Translator:
                             "(decode.max_input_len)", i + 1, len(tokens), dc.max_input_len)
                 src_tokens[i] = tokens[: dc.max_input_len]
         src_ids = [self.bundle.src_vocab.encode(tokens) for tokens in src_tokens]
+        # copy attention: each sentence's extended vocabulary (its source tokens' ids, its OOVs)
+        extended = ([source_map(tokens, self.bundle.tgt_vocab) for tokens in src_tokens]
+                    if self.model.decoder.copy else None)
         batches = make_batches(
             [len(s) for s in src_ids], None, max_batch_tokens or dc.max_batch_tokens, "tokens"
         )
@@ -101,10 +105,12 @@ class Translator:
         batches = [b[i : i + limit] for b in batches for i in range(0, len(b), limit)]
         results: list[list[Translation] | None] = [None] * len(sentences)
         for index in batches:
-            batch = collate([src_ids[i] for i in index], None, index).to(self.device)
+            src_map = None if extended is None else [extended[i][0] for i in index]
+            batch = collate([src_ids[i] for i in index], None, index, src_map).to(self.device)
             hyps = self._search(batch, beam, n_best, alpha, return_attention)
             for i, sent_hyps in zip(index, hyps, strict=True):
-                results[i] = [self._to_translation(h, src_tokens[i]) for h in sent_hyps]
+                oov = [] if extended is None else extended[i][1]
+                results[i] = [self._to_translation(h, src_tokens[i], oov) for h in sent_hyps]
         return results  # type: ignore[return-value]
 
     @torch.no_grad()
@@ -112,15 +118,16 @@ class Translator:
         dc = self.config.decode
         with autocast(self.device, self.precision):
             enc = self.model.encode(batch.src, batch.src_lengths)
-            state = self.model.init_state(enc)
+            state = self.model.init_state(enc, batch.src_map)
             limits = max_lengths(batch.src_lengths, dc.max_length_ratio, dc.max_length)
             if beam == 1:
                 return greedy_search(self.model.decoder, state, limits, alpha, return_attention)
             return beam_search(self.model.decoder, state, limits, beam, n_best, alpha,
                                return_attention)
 
-    def _to_translation(self, hyp: Hypothesis, source_tokens: list[str]) -> Translation:
-        tokens = self.bundle.tgt_vocab.decode(hyp.tokens)
+    def _to_translation(self, hyp: Hypothesis, source_tokens: list[str],
+                        oov: list[str]) -> Translation:
+        tokens = decode_extended(hyp.tokens, self.bundle.tgt_vocab, oov)
         attention = None if hyp.attention is None else hyp.attention.float().cpu().tolist()
         return Translation(self.bundle.tgt_tokenizer.decode(tokens), tokens, hyp.score,
                            hyp.log_prob, attention, source_tokens)

@@ -11,19 +11,24 @@ for Bahdanau attention the context is computed from the previous state and fed t
 
 and without attention (``none``, the fixed-vector model) ``o_t = h_t``: the encoder's final
 state, passed through the bridge, is all the decoder knows of the source.
-Logits are ``W_out · dropout(o_t)``.
+Logits are ``W_out · dropout(o_t)``. With ``copy_attention`` the output distribution mixes them
+with the attention (:mod:`rnnseq.model.copy`); with ``coverage`` the attention also sees the
+attention paid so far (:mod:`rnnseq.model.attention`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import nn
 
+from ..data.vocab import UNK_ID
 from ..precision import autocast_dtype
 from .attention import make_attention
 from .cells import SteppedRNN
+from .copy import mixed_log_probs
 from .encoder import EncoderOutput
 from .rnn import DropoutRates, State, make_rnn, map_state, top_hidden
 
@@ -34,7 +39,9 @@ class DecoderState:
 
     ``hidden``: RNN state ``(layers, B, H)`` (a pair for LSTM); ``feed``: previous attentional
     vector ``(B, H)`` when input feeding; ``memory (B, S, Hm)``, ``keys (B, S, *)`` (attention
-    keys, projected once per source) and ``mask (B, S)``.
+    keys, projected once per source) and ``mask (B, S)``. Copy attention adds ``src_map (B, S)``,
+    the source positions' ids in the extended vocabulary of ``ext_size`` ids; coverage adds
+    ``coverage (B, S)``, the attention each position has received so far (fp32).
     """
 
     hidden: State
@@ -43,6 +50,9 @@ class DecoderState:
     keys: torch.Tensor | None
     mask: torch.Tensor
     stepper: tuple | None = None  # inference only: (SteppedRNN, bias, weights), not per row
+    src_map: torch.Tensor | None = None
+    ext_size: int = 0
+    coverage: torch.Tensor | None = None
 
     def index_select(self, index: torch.Tensor) -> DecoderState:
         """Reorder/select rows, e.g. to follow beam back-pointers or drop finished sentences."""
@@ -50,17 +60,30 @@ class DecoderState:
         return DecoderState(
             map_state(self.hidden, lambda s: s.index_select(1, index)),
             pick(self.feed), pick(self.memory), pick(self.keys), pick(self.mask), self.stepper,
+            pick(self.src_map), self.ext_size, pick(self.coverage),
         )
 
     def reorder(self, index: torch.Tensor) -> DecoderState:
         """Like :meth:`index_select` for an ``index`` that maps every row to a row of the same
         source (beam back-pointers within each sentence): the source-side tensors (memory, keys,
-        mask) stay as they are, and only the per-hypothesis state moves."""
+        mask, src_map) stay as they are, and only the per-hypothesis state moves."""
+        pick = lambda t: None if t is None else t.index_select(0, index)  # noqa: E731
         return DecoderState(
-            map_state(self.hidden, lambda s: s.index_select(1, index)),
-            None if self.feed is None else self.feed.index_select(0, index),
-            self.memory, self.keys, self.mask, self.stepper,
+            map_state(self.hidden, lambda s: s.index_select(1, index)), pick(self.feed),
+            self.memory, self.keys, self.mask, self.stepper, self.src_map, self.ext_size,
+            pick(self.coverage),
         )
+
+
+class DecoderOutput(NamedTuple):
+    """Teacher-forced decoder output: attentional vectors ``(B, T, H)``, attention weights
+    ``(B, T, S)`` (None without attention), the copy gate ``p_gen (B, T)`` (copy attention
+    only) and the coverage loss terms ``Σ_i min(a_ti, c_ti)`` ``(B, T)`` (coverage only)."""
+
+    vectors: torch.Tensor
+    attention: torch.Tensor | None = None
+    p_gen: torch.Tensor | None = None
+    coverage_loss: torch.Tensor | None = None
 
 
 class Bridge(nn.Module):
@@ -92,18 +115,26 @@ class Decoder(nn.Module):
         self, embedding: nn.Embedding, cell: str, hidden_size: int, layers: int,
         dropout: DropoutRates,
         attention: str, input_feeding: bool, memory_size: int, bridge: str,
-        tie_embeddings: bool = False,
+        tie_embeddings: bool = False, copy_attention: bool = False, coverage: bool = False,
     ) -> None:
         super().__init__()
+        if (copy_attention or coverage) and attention == "none":
+            raise ValueError("copy attention and coverage need an attention type")
         self.embedding = embedding
+        self.vocab_size = embedding.num_embeddings
         self.hidden_size = hidden_size
         self.attention_kind = attention
         self.bahdanau = attention == "bahdanau"
         self.input_feeding = input_feeding
+        self.copy = copy_attention
+        self.coverage = coverage
         emb = embedding.embedding_dim
         rnn_in = emb + (hidden_size if input_feeding else 0) + (memory_size if self.bahdanau else 0)
         self.rnn = make_rnn(cell, rnn_in, hidden_size, layers, dropout.rnn)
-        self.attention = make_attention(attention, hidden_size, memory_size)
+        self.attention = make_attention(attention, hidden_size, memory_size, coverage)
+        # p_gen = sigmoid(w · [context; h; x] + b) (rnnseq.model.copy)
+        self.copy_gate = (nn.Linear(memory_size + hidden_size + emb, 1) if copy_attention
+                          else None)
         self.combine = (
             nn.Linear(hidden_size + memory_size, hidden_size, bias=False)
             if self.attention is not None else None
@@ -118,7 +149,20 @@ class Decoder(nn.Module):
         self.int8_step_weights: list | None = None
 
     # -- state ------------------------------------------------------------------------------
-    def init_state(self, enc: EncoderOutput) -> DecoderState:
+    def init_state(self, enc: EncoderOutput, src_map: torch.Tensor | None = None) -> DecoderState:
+        """The state before the first step. A copy-attention decoder needs ``src_map (B, S)``,
+        the source tokens' ids in the extended vocabulary (``rnnseq.data.extended``)."""
+        ext_size = 0
+        if self.copy:
+            if src_map is None:
+                raise ValueError("a copy-attention decoder needs src_map, the source tokens' "
+                                 "extended-vocabulary ids")
+            src_map = src_map.to(enc.memory.device)
+            ext_size = max(self.vocab_size, int(src_map.max()) + 1 if src_map.numel() else 0)
+        else:
+            src_map = None
+        coverage = (enc.memory.new_zeros(enc.mask.shape, dtype=torch.float32) if self.coverage
+                    else None)
         hidden = self.bridge(enc.state)
         hidden = map_state(hidden, lambda s: s.contiguous())
         keys = self.attention.keys(enc.memory) if self.attention is not None else None
@@ -133,40 +177,53 @@ class Decoder(nn.Module):
             if weights is None:
                 weights = stepped.weights(dtype=autocast_dtype(enc.memory.device.type))
             stepper = (stepped, stepped.precompute(enc.memory.new_zeros(1, 0)), weights)
-        return DecoderState(hidden, feed, enc.memory, keys, enc.mask, stepper)
+        return DecoderState(hidden, feed, enc.memory, keys, enc.mask, stepper, src_map, ext_size,
+                            coverage)
 
     # -- one step ---------------------------------------------------------------------------
-    def _extra_input(self, hidden, feed, state: DecoderState):
+    def _attend(self, query, state: DecoderState, coverage):
+        """``query (B, H)`` -> context ``(B, Hm)`` and weights ``(B, S)``."""
+        context, weights = self.attention(query[:, None, :], state.keys, state.memory,
+                                          state.mask, coverage)
+        return context[:, 0], weights[:, 0]
+
+    def _extra_input(self, hidden, feed, coverage, state: DecoderState):
         """The step's RNN input beyond the embedding: Bahdanau context and/or the fed vector.
 
         Returns ``(extra (B, X) | None, context (B, Hm) | None, weights (B, S) | None)``.
         """
         parts, context, weights = [], None, None
         if self.bahdanau:
-            query = top_hidden(hidden)[:, None, :]
-            context, weights = self.attention(query, state.keys, state.memory, state.mask)
-            context, weights = context[:, 0], weights[:, 0]
+            context, weights = self._attend(top_hidden(hidden), state, coverage)
             parts.append(context)
         if self.input_feeding:
             parts.append(feed)
         extra = torch.cat(parts, dim=-1) if len(parts) > 1 else (parts[0] if parts else None)
         return extra, context, weights
 
-    def _output(self, h, context, weights, state: DecoderState):
-        """RNN output ``h (B, H)`` -> attentional vector ``o (B, H)`` and weights ``(B, S)``."""
+    def _output(self, h, context, weights, coverage, state: DecoderState):
+        """RNN output ``h (B, H)`` -> attentional vector ``o (B, H)``, weights ``(B, S)`` and
+        context ``(B, Hm)``."""
         if self.attention is None:
-            return h, None
+            return h, None, None
         if not self.bahdanau:
-            context, weights = self.attention(h[:, None, :], state.keys, state.memory, state.mask)
-            context, weights = context[:, 0], weights[:, 0]
-        return torch.tanh(self.combine(torch.cat([h, context], dim=-1))), weights
+            context, weights = self._attend(h, state, coverage)
+        return torch.tanh(self.combine(torch.cat([h, context], dim=-1))), weights, context
+
+    def _gate(self, context, h, emb) -> torch.Tensor:
+        """``p_gen`` from context, top hidden state and input embedding (``(..., )``)."""
+        return torch.sigmoid(self.copy_gate(torch.cat([context, h, emb], dim=-1))).squeeze(-1)
 
     def step(
         self, prev_tokens: torch.Tensor, state: DecoderState
     ) -> tuple[torch.Tensor, DecoderState, torch.Tensor | None]:
-        """``prev_tokens (B,)`` -> ``log_probs (B, V)``, new state, attention ``(B, S)``."""
+        """``prev_tokens (B,)`` -> ``log_probs (B, V)`` (``(B, ext_size)`` with copy attention),
+        new state, attention ``(B, S)``."""
+        if self.copy:  # a copied word outside the vocabulary is read back as <unk>
+            prev_tokens = prev_tokens.masked_fill(prev_tokens >= self.vocab_size, UNK_ID)
         emb = self.embedding(prev_tokens)
-        extra, context, weights = self._extra_input(state.hidden, state.feed, state)
+        extra, context, weights = self._extra_input(state.hidden, state.feed, state.coverage,
+                                                    state)
         x = emb if extra is None else torch.cat([emb, extra], dim=-1)
         if state.stepper is not None:
             stepped, bias, layer_weights = state.stepper
@@ -174,48 +231,76 @@ class Decoder(nn.Module):
         else:
             h, hidden = self.rnn(x[:, None, :], state.hidden)
             h = h[:, 0]
-        o, weights = self._output(h, context, weights, state)
+        o, weights, context = self._output(h, context, weights, state.coverage, state)
+        coverage = None if state.coverage is None else state.coverage + weights.float()
         new = DecoderState(hidden, o if self.input_feeding else None, state.memory, state.keys,
-                           state.mask, state.stepper)
-        return torch.log_softmax(self.out(o).float(), dim=-1), new, weights
+                           state.mask, state.stepper, state.src_map, state.ext_size, coverage)
+        logits = self.out(o)
+        if self.copy:
+            log_probs = mixed_log_probs(logits, weights, self._gate(context, h, emb),
+                                        state.src_map, state.ext_size, floor=False)
+        else:
+            log_probs = torch.log_softmax(logits.float(), dim=-1)
+        return log_probs, new, weights
 
     # -- teacher forcing --------------------------------------------------------------------
-    def features(
-        self, tgt_in: torch.Tensor, state: DecoderState
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """``tgt_in (B, T)`` -> attentional vectors ``(B, T, H)`` and weights ``(B, T, S)``.
+    def features(self, tgt_in: torch.Tensor, state: DecoderState) -> DecoderOutput:
+        """``tgt_in (B, T)`` -> :class:`DecoderOutput` (attentional vectors ``(B, T, H)``, ...).
 
-        Without input feeding (and for Luong or no attention) the whole target runs through one
-        RNN call and one batched attention. Otherwise the decoder steps, with the embedding part
-        of the first layer's input projection computed for all steps in one multiply.
+        Without input feeding (and for Luong or no attention, without coverage) the whole target
+        runs through one RNN call and one batched attention. Otherwise the decoder steps, with
+        the embedding part of the first layer's input projection computed for all steps in one
+        multiply.
         """
         emb = self.embedding_dropout(self.embedding(tgt_in))
-        if not self.input_feeding and not self.bahdanau:
+        if not self.input_feeding and not self.bahdanau and not self.coverage:
             h, _ = self.rnn(emb, state.hidden)
             if self.attention is None:
-                return h, None
+                return DecoderOutput(h)
             context, weights = self.attention(h, state.keys, state.memory, state.mask)
-            return torch.tanh(self.combine(torch.cat([h, context], dim=-1))), weights
+            o = torch.tanh(self.combine(torch.cat([h, context], dim=-1)))
+            return DecoderOutput(o, weights, self._gate(context, h, emb) if self.copy else None)
         stepped = SteppedRNN(self.rnn, emb.shape[-1])
         pre = stepped.precompute(emb)
         layer_weights = stepped.weights(defer_grad=torch.is_grad_enabled())
-        hidden, feed = state.hidden, state.feed
-        outputs, all_weights = [], []
+        hidden, feed, coverage = state.hidden, state.feed, state.coverage
+        outputs, all_weights, gates, cov_losses = [], [], [], []
         for t in range(tgt_in.shape[1]):
-            extra, context, weights = self._extra_input(hidden, feed, state)
+            extra, context, weights = self._extra_input(hidden, feed, coverage, state)
             h, hidden = stepped.step(pre[:, t], extra, hidden, layer_weights, self.training)
-            o, weights = self._output(h, context, weights, state)
+            o, weights, context = self._output(h, context, weights, coverage, state)
             feed = o
             outputs.append(o)
             all_weights.append(weights)
-        weights = torch.stack(all_weights, dim=1) if self.attention is not None else None
-        return torch.stack(outputs, dim=1), weights
+            if self.copy:
+                gates.append(self._gate(context, h, emb[:, t]))
+            if coverage is not None:  # See et al. eq. 12: sum_i min(a_ti, c_ti)
+                cov_losses.append(torch.minimum(weights.float(), coverage).sum(-1))
+                coverage = coverage + weights.float()
+        stack = lambda xs: torch.stack(xs, dim=1) if xs else None  # noqa: E731
+        return DecoderOutput(stack(outputs), stack(all_weights), stack(gates), stack(cov_losses))
 
     def project(self, features: torch.Tensor) -> torch.Tensor:
         """Attentional vectors ``(..., H)`` -> logits ``(..., V)``."""
         return self.out(self.output_dropout(features))
 
-    def forward(self, tgt_in: torch.Tensor, enc: EncoderOutput) -> torch.Tensor:
-        """Teacher forcing: ``tgt_in (B, T)`` -> logits ``(B, T, V)``."""
-        features, _ = self.features(tgt_in, self.init_state(enc))
-        return self.project(features)
+    def log_probs(self, out: DecoderOutput, state: DecoderState,
+                  positions: torch.Tensor | None = None) -> torch.Tensor:
+        """Output log-probabilities ``(..., V)`` (``(..., ext_size)`` with copy attention) of
+        ``out``, at the ``positions (B, T)`` that are True (all when None), giving ``(N, ...)``;
+        the output layer runs there only. Copy models floor probabilities above 0."""
+        pick = (lambda x: x) if positions is None else (lambda x: x[positions])  # noqa: E731
+        logits = self.project(pick(out.vectors))
+        if not self.copy:
+            return torch.log_softmax(logits.float(), dim=-1)
+        steps = out.vectors.shape[1]
+        src_map = pick(state.src_map[:, None, :].expand(-1, steps, -1))
+        return mixed_log_probs(logits, pick(out.attention), pick(out.p_gen), src_map,
+                               state.ext_size)
+
+    def forward(self, tgt_in: torch.Tensor, enc: EncoderOutput,
+                src_map: torch.Tensor | None = None) -> torch.Tensor:
+        """Teacher forcing: ``tgt_in (B, T)`` -> log-probabilities ``(B, T, V)`` (or over the
+        extended vocabulary, with copy attention)."""
+        state = self.init_state(enc, src_map)
+        return self.log_probs(self.features(tgt_in, state), state)

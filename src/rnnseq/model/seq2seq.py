@@ -30,13 +30,15 @@ class Seq2Seq(nn.Module):
         self.decoder = Decoder(
             tgt_emb, m.cell, m.hidden_size, m.layers, dropout, m.attention,
             config.input_feeding, self.encoder.output_size, m.bridge, m.tie_embeddings,
+            m.copy_attention, m.coverage,
         )
         self.reset_parameters()
 
     def reset_parameters(self, scale: float = 0.1) -> None:
-        """Uniform(-scale, scale) for every weight; zero bias; zero padding embedding."""
+        """Uniform(-scale, scale) for every weight; zero bias, zero coverage weight (see
+        :mod:`rnnseq.model.attention`); zero padding embedding."""
         for name, p in self.named_parameters():
-            if name.endswith("bias"):
+            if name.endswith(("bias", "coverage_weight")):
                 nn.init.zeros_(p)
             else:
                 nn.init.uniform_(p, -scale, scale)
@@ -47,14 +49,17 @@ class Seq2Seq(nn.Module):
     def encode(self, src: torch.Tensor, src_lengths: torch.Tensor) -> EncoderOutput:
         return self.encoder(src, src_lengths)
 
-    def init_state(self, enc: EncoderOutput) -> DecoderState:
-        return self.decoder.init_state(enc)
+    def init_state(self, enc: EncoderOutput, src_map: torch.Tensor | None = None) -> DecoderState:
+        return self.decoder.init_state(enc, src_map)
 
     def forward(
-        self, src: torch.Tensor, src_lengths: torch.Tensor, tgt_in: torch.Tensor
+        self, src: torch.Tensor, src_lengths: torch.Tensor, tgt_in: torch.Tensor,
+        src_map: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """``src (B, S)``, ``src_lengths (B,)``, ``tgt_in (B, T)`` -> logits ``(B, T, V)``."""
-        return self.decoder(tgt_in, self.encode(src, src_lengths))
+        """``src (B, S)``, ``src_lengths (B,)``, ``tgt_in (B, T)`` (and, with copy attention,
+        ``src_map (B, S)``) -> log-probabilities ``(B, T, V)`` (``V``: the extended vocabulary
+        with copy attention)."""
+        return self.decoder(tgt_in, self.encode(src, src_lengths), src_map)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in {id(p): p for p in self.parameters()}.values())

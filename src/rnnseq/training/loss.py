@@ -8,17 +8,20 @@ from ..data.vocab import PAD_ID, UNK_ID
 
 
 def label_smoothed_nll(
-    logits: torch.Tensor, target: torch.Tensor, smoothing: float = 0.0
+    lprobs: torch.Tensor, target: torch.Tensor, smoothing: float = 0.0,
+    vocab_size: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``logits (N, V)``, ``target (N,)`` (no padding) -> (smoothed loss sum, NLL sum).
+    """``lprobs (N, V')`` (log-probabilities), ``target (N,)`` (no padding) -> (smoothed loss
+    sum, NLL sum).
 
     The smoothed loss is ``(1 - eps) * NLL + eps * mean over the vocabulary of -log p``; the NLL
-    sum (no smoothing) gives perplexity.
+    sum (no smoothing) gives perplexity. With copy attention ``V'`` is the extended vocabulary
+    and the mean runs over the first ``vocab_size`` ids, the target vocabulary: the smoothing
+    mass goes to the same words in every sentence, not to a sentence's own copy-only ids.
     """
-    lprobs = torch.log_softmax(logits.float(), dim=-1)
     nll = -lprobs.gather(-1, target[:, None]).squeeze(-1)
     if smoothing > 0:
-        smooth = -lprobs.mean(dim=-1)
+        smooth = -lprobs[:, :vocab_size].mean(dim=-1)
         loss = (1.0 - smoothing) * nll + smoothing * smooth
     else:
         loss = nll
@@ -27,18 +30,25 @@ def label_smoothed_nll(
 
 def sequence_loss(
     model, src: torch.Tensor, src_lengths: torch.Tensor, tgt_in: torch.Tensor,
-    tgt_out: torch.Tensor, smoothing: float = 0.0,
+    tgt_out: torch.Tensor, smoothing: float = 0.0, src_map: torch.Tensor | None = None,
+    coverage_weight: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Teacher-forced loss of a batch: (smoothed loss sum, NLL sum, number of target tokens).
 
     The output layer and softmax run only on positions where ``tgt_out`` is not ``<pad>``.
+    Copy attention needs ``src_map`` and ``tgt_out`` in extended ids (``Batch``). With coverage,
+    ``coverage_weight`` (λ) times the coverage loss ``Σ_t Σ_i min(a_ti, c_ti)`` over real target
+    positions is added to the loss (See et al. 2017, eq. 13), not to the NLL.
     """
     decoder = model.decoder
     enc = model.encode(src, src_lengths)
-    features, _ = decoder.features(tgt_in, decoder.init_state(enc))
+    state = decoder.init_state(enc, src_map)
+    out = decoder.features(tgt_in, state)
     mask = tgt_out != PAD_ID
-    logits = decoder.project(features[mask])
-    loss, nll = label_smoothed_nll(logits, tgt_out[mask], smoothing)
+    lprobs = decoder.log_probs(out, state, mask)
+    loss, nll = label_smoothed_nll(lprobs, tgt_out[mask], smoothing, decoder.vocab_size)
+    if out.coverage_loss is not None and coverage_weight:
+        loss = loss + coverage_weight * out.coverage_loss[mask].sum()
     return loss, nll, int(mask.sum())
 
 

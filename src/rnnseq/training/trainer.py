@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..config import Config, ConfigError, model_settings
-from ..data.batching import collate, make_batches
+from ..data.batching import make_batches
 from ..data.dataset import (
     Vocabulary,
     build_tokenizers,
@@ -68,8 +68,9 @@ class LossModule(torch.nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, src, src_lengths, tgt_in, tgt_out, smoothing):
-        return sequence_loss(self.model, src, src_lengths, tgt_in, tgt_out, smoothing)
+    def forward(self, src, src_lengths, tgt_in, tgt_out, smoothing, src_map, coverage_weight):
+        return sequence_loss(self.model, src, src_lengths, tgt_in, tgt_out, smoothing, src_map,
+                             coverage_weight)
 
 
 def resolve_device(name: str, precision: str = "fp32") -> torch.device:
@@ -168,8 +169,9 @@ class Trainer:
                                          self.vocab.tgt_tokenizer)
         log.info("vocabulary: %d source, %d target types", len(self.vocab.src_vocab),
                  len(self.vocab.tgt_vocab))
-        self.train_data = encode_corpus(tokens, self.vocab, d, "training data")
-        self.valid_data = (encode_corpus(valid_corpus, self.vocab, None, "validation data")
+        copy = cfg.model.copy_attention
+        self.train_data = encode_corpus(tokens, self.vocab, d, "training data", copy)
+        self.valid_data = (encode_corpus(valid_corpus, self.vocab, None, "validation data", copy)
                            if valid_corpus is not None else None)
         self.model = Seq2Seq(cfg, len(self.vocab.src_vocab), len(self.vocab.tgt_vocab))
         self.model.to(self.device)
@@ -381,8 +383,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         nll_total = 0.0
         for k, index in enumerate(group):
-            batch = collate([data.src[i] for i in index], [data.tgt[i] for i in index], index)
-            batch = batch.to(self.device)
+            batch = data.batch(index).to(self.device)
             last = k == len(group) - 1
             sync = (contextlib.nullcontext() if self.ddp is None or last
                     else self.ddp.no_sync())  # all-reduce gradients once, after the last
@@ -390,7 +391,8 @@ class Trainer:
                 with autocast(self.device, t.precision):
                     src = word_dropout(batch.src, t.src_word_dropout)
                     tgt_in = word_dropout(batch.tgt_in, t.tgt_word_dropout, skip_first=True)
-                    args = (src, batch.src_lengths, tgt_in, batch.tgt_out, t.label_smoothing)
+                    args = (src, batch.src_lengths, tgt_in, batch.tgt_out, t.label_smoothing,
+                            batch.src_map, t.coverage_loss_weight)
                     if self.ddp is not None:
                         loss_sum, nll_sum, _ = self.ddp(*args)
                     else:
@@ -454,11 +456,11 @@ class Trainer:
                                self.config.train.batch_size, self.config.train.batch_type)
         with torch.no_grad():
             for index in batches:
-                batch = collate([data.src[i] for i in index], [data.tgt[i] for i in index], index)
-                batch = batch.to(self.device)
+                batch = data.batch(index).to(self.device)
                 with autocast(self.device, self.config.train.precision):
                     _, nll, ntok = sequence_loss(self.model, batch.src, batch.src_lengths,
-                                                 batch.tgt_in, batch.tgt_out)
+                                                 batch.tgt_in, batch.tgt_out,
+                                                 src_map=batch.src_map)
                 total += float(nll)
                 tokens += ntok
         mean = total / max(tokens, 1)
