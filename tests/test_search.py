@@ -1,5 +1,6 @@
 """Greedy and beam search: equivalences, ordering, padding invariance, a case beam wins."""
 
+import math
 from dataclasses import dataclass
 
 import pytest
@@ -188,3 +189,122 @@ def test_length_limit_and_penalty():
     out = greedy_search(ToyDecoder(), LastToken(torch.full((1,), 4), torch.ones(1, 1,
                         dtype=torch.bool)), [3])
     assert len(out[0][0].tokens) <= 3
+
+
+# -- decoding rules: min_length, n-gram blocking, coverage penalty ----------------------------
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from rnnseq.inference.rules import Rules  # noqa: E402
+
+
+def ngrams(tokens, n, ignore=frozenset()):
+    grams = [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
+    return [g for g in grams if not ignore.intersection(g)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(4, 7), max_size=12), st.integers(1, 4),
+       st.sets(st.integers(4, 7), max_size=1), st.integers(4, 7))
+def test_blocked_tokens_are_exactly_those_repeating_an_ngram(history, n, ignore, tok):
+    rules = Rules(block_ngram_repeat=n, block_ignore=frozenset(ignore))
+    grams = ngrams(history, n, rules.block_ignore)
+    extended = ngrams(history + [tok], n, rules.block_ignore)
+    repeats = len(extended) > len(grams) and extended[-1] in grams
+    assert (tok in rules.blocked(history)) == repeats
+
+
+def search_with(model, srcs, beam, rules, n_best=1, alpha=0.0, exact=True, counter=None):
+    b = collate(srcs, None, list(range(len(srcs))))
+    state = model.init_state(model.encode(b.src, b.src_lengths))
+    limits = max_lengths(b.src_lengths, 2.0, 40)
+    decoder = counter or model.decoder
+    lengths = b.src_lengths.tolist()
+    if beam == 1:
+        return greedy_search(decoder, state, limits, alpha, rules=rules, src_lengths=lengths)
+    return beam_search(decoder, state, limits, beam, n_best, alpha, exact_stop=exact,
+                       rules=rules, src_lengths=lengths)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+@pytest.mark.parametrize("beam", [1, 4])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_ngram_blocking_never_emits_a_repeated_ngram(n, beam, seed):
+    model = tiny_model("lstm", "luong_general", True, seed=seed, vocab=(13, 8))  # few words:
+    plain = search_with(model, SRC, beam, Rules(), n_best=beam)  # repeats come easily
+    assert any(len(set(ngrams(h.tokens, n))) < len(ngrams(h.tokens, n))
+               for hyps in plain for h in hyps) or n == 3
+    ignore = frozenset({5})
+    for rules in (Rules(block_ngram_repeat=n), Rules(block_ngram_repeat=n, block_ignore=ignore)):
+        for hyps in search_with(model, SRC, beam, rules, n_best=beam):
+            for h in hyps:
+                grams = ngrams(h.tokens, n, rules.block_ignore)
+                assert len(set(grams)) == len(grams), h.tokens
+
+
+@pytest.mark.parametrize("beam", [1, 3])
+def test_min_length_is_respected(beam):
+    model = tiny_model("gru", "bahdanau", seed=4)
+    short = search_with(model, SRC, beam, Rules(), n_best=beam)
+    assert min(len(h.tokens) for hyps in short for h in hyps) < 6
+    for hyps, limit in zip(search_with(model, SRC, beam, Rules(min_length=6), n_best=beam),
+                           max_lengths(torch.tensor([len(s) for s in SRC]), 2.0, 40),
+                           strict=True):
+        for h in hyps:
+            assert len(h.tokens) >= min(6, limit)
+
+
+def test_coverage_penalty_on_a_hand_case():
+    """Attention sums [0.5, 2.0, 0 (padding)] over a source of 2: cp = beta * log(0.5)."""
+    rules = Rules(coverage_penalty=0.4)
+    assert rules.penalty(torch.tensor([0.5, 2.0, 0.0]), 2) == pytest.approx(0.4 * math.log(0.5))
+    assert rules.penalty(torch.tensor([0.0, 1.0]), 2) == pytest.approx(0.4 * math.log(1e-10))
+    assert Rules().penalty(torch.tensor([0.5]), 1) == 0.0
+
+
+def test_coverage_penalty_scores_greedy_output():
+    """The greedy output is unchanged; its score gains beta * sum log min(attention sum, 1)."""
+    model = tiny_model("lstm", "luong_dot", seed=6)
+    plain = run(model, SRC, 1, attention=True)
+    penalised = search_with(model, SRC, 1, Rules(coverage_penalty=0.3))
+    for seq, p, q in zip(SRC, plain, penalised, strict=True):
+        assert p[0].tokens == q[0].tokens
+        total = p[0].attention.sum(0)[: len(seq)].clamp(1e-10, 1.0).log().sum().item()
+        assert q[0].score == pytest.approx(p[0].score + 0.3 * total, abs=1e-5)
+
+
+RULE_SETS = [Rules(min_length=4), Rules(block_ngram_repeat=2),
+             Rules(block_ngram_repeat=1, block_ignore=frozenset({4, 5})),
+             Rules(coverage_penalty=0.5), Rules(min_length=3, block_ngram_repeat=2,
+                                                coverage_penalty=0.2)]
+
+
+@pytest.mark.parametrize("rules", RULE_SETS, ids=range(len(RULE_SETS)))
+@pytest.mark.parametrize("alpha, n_best", [(0.0, 1), (0.6, 2), (1.5, 3)])
+def test_exact_early_stop_changes_no_output_with_rules(rules, alpha, n_best):
+    model = tiny_model("lstm", "luong_general", True, seed=11)
+    outs, steps = [], []
+    for exact in (True, False):
+        counter = StepCounter(model.decoder)
+        outs.append(search_with(model, SRC, 4, rules, n_best, alpha, exact, counter))
+        steps.append(counter.rows)
+    assert steps[0] <= steps[1]
+    for fast, slow in zip(*outs, strict=True):
+        assert [h.tokens for h in fast] == [h.tokens for h in slow]
+        assert [h.score for h in fast] == pytest.approx([h.score for h in slow], abs=1e-6)
+
+
+@pytest.mark.parametrize("rules", RULE_SETS, ids=range(len(RULE_SETS)))
+def test_beam_one_equals_greedy_with_rules(rules):
+    model = tiny_model("gru", "luong_concat", False, seed=3)
+    for g, b in zip(search_with(model, SRC, 1, rules, alpha=0.6), _beam_one(model, rules),
+                    strict=True):
+        assert g[0].tokens == b[0].tokens
+        assert g[0].score == pytest.approx(b[0].score, abs=1e-5)
+
+
+def _beam_one(model, rules):
+    b = collate(SRC, None, list(range(len(SRC))))
+    state = model.init_state(model.encode(b.src, b.src_lengths))
+    return beam_search(model.decoder, state, max_lengths(b.src_lengths, 2.0, 40), 1, 1, 0.6,
+                       rules=rules, src_lengths=b.src_lengths.tolist())

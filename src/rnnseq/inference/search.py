@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from ..data.vocab import BOS_ID, EOS_ID, PAD_ID
+from .rules import NO_RULES, Rules
 
 
 @dataclass
@@ -33,12 +34,24 @@ def length_penalty(length: int, alpha: float) -> float:
     return ((5.0 + length) / 6.0) ** alpha if alpha else 1.0
 
 
-def _step(decoder, prev, state):
-    """One decoder step with ``<pad>`` and ``<s>`` ruled out as outputs."""
+def _step(decoder, prev, state, rules: Rules, t: int, histories):
+    """One decoder step with ``<pad>`` and ``<s>`` ruled out as outputs, and whatever ``rules``
+    rule out for rows whose outputs so far are ``histories()``."""
     lp, state, weights = decoder.step(prev, state)
     lp[:, PAD_ID] = float("-inf")
     lp[:, BOS_ID] = float("-inf")
+    if rules.needs_history(t):
+        rules.rule_out(lp, histories(), t)
     return lp, state, weights
+
+
+def _attention_sum(total, weights, rules: Rules):
+    """The running attention sum ``(rows, S)`` the coverage penalty needs (None without it)."""
+    if not rules.coverage_penalty:
+        return None
+    if weights is None:
+        raise ValueError("the coverage penalty needs a model with attention")
+    return weights.float() if total is None else total + weights.float()
 
 
 def max_lengths(src_lengths: torch.Tensor, ratio: float, cap: int) -> list[int]:
@@ -48,9 +61,14 @@ def max_lengths(src_lengths: torch.Tensor, ratio: float, cap: int) -> list[int]:
 
 @torch.no_grad()
 def greedy_search(
-    decoder, state, max_lens: list[int], alpha: float = 0.0, return_attention: bool = False
+    decoder, state, max_lens: list[int], alpha: float = 0.0, return_attention: bool = False,
+    rules: Rules = NO_RULES, src_lengths: list[int] | None = None,
 ) -> list[list[Hypothesis]]:
-    """Pick the most probable token at each step. Returns one hypothesis per sentence."""
+    """Pick the most probable token at each step. Returns one hypothesis per sentence.
+
+    ``rules`` (:mod:`rnnseq.inference.rules`) rule tokens out and add the coverage penalty,
+    which needs ``src_lengths``.
+    """
     batch = len(max_lens)
     device = state.mask.device
     tokens: list[list[int]] = [[] for _ in range(batch)]
@@ -59,9 +77,12 @@ def greedy_search(
     done: list[Hypothesis | None] = [None] * batch
     active = list(range(batch))
     prev = torch.full((batch,), BOS_ID, dtype=torch.long, device=device)
+    attn_sum = None
     t = 0
     while active:
-        lp, state, weights = _step(decoder, prev, state)
+        lp, state, weights = _step(decoder, prev, state, rules, t,
+                                   lambda rows=active: [tokens[sent] for sent in rows])
+        attn_sum = _attention_sum(attn_sum, weights, rules)
         best_lp, best = lp.max(dim=-1)
         best_list, lp_list = best.tolist(), best_lp.tolist()
         keep = []
@@ -74,9 +95,10 @@ def greedy_search(
                 if tok != EOS_ID:
                     tokens[sent].append(tok)
                 length = len(tokens[sent]) + (tok == EOS_ID)
+                cp = _penalty(rules, attn_sum, row, src_lengths, sent)
                 done[sent] = Hypothesis(
                     tokens[sent], log_probs[sent],
-                    log_probs[sent] / length_penalty(length, alpha),
+                    log_probs[sent] / length_penalty(length, alpha) + cp,
                     torch.stack(attn[sent]) if attn[sent] else None,
                 )
             else:
@@ -90,6 +112,8 @@ def greedy_search(
             index = torch.tensor(keep, dtype=torch.long, device=device)
             state = state.index_select(index)
             best = best.index_select(0, index)
+            if attn_sum is not None:
+                attn_sum = attn_sum.index_select(0, index)
         prev = best
     return [[h] for h in done]  # type: ignore[list-item]
 
@@ -97,7 +121,8 @@ def greedy_search(
 @torch.no_grad()
 def beam_search(
     decoder, state, max_lens: list[int], beam_size: int, n_best: int = 1, alpha: float = 0.0,
-    return_attention: bool = False, exact_stop: bool = True,
+    return_attention: bool = False, exact_stop: bool = True, rules: Rules = NO_RULES,
+    src_lengths: list[int] | None = None,
 ) -> list[list[Hypothesis]]:
     """Batched beam search. Returns, per sentence, ``n_best`` hypotheses, best first.
 
@@ -109,6 +134,7 @@ def beam_search(
     log-probability only falls as a hypothesis grows, so an alive beam's final score is at most
     its log-probability now divided by the largest length penalty it could still reach. That
     early stop (``exact_stop``) changes no output; it only skips steps that cannot matter.
+    ``rules`` as for :func:`greedy_search`; they keep that bound true (see their module).
     """
     if n_best > beam_size:
         raise ValueError(f"n_best ({n_best}) cannot exceed beam_size ({beam_size})")
@@ -123,10 +149,12 @@ def beam_search(
     finished: list[list[Hypothesis]] = [[] for _ in range(batch)]
     active = list(range(batch))
     prev = torch.full((batch * k,), BOS_ID, dtype=torch.long, device=device)
+    attn_sum = None
     t = 0
     while active:
         n = len(active)
-        lp, state, weights = _step(decoder, prev, state)
+        lp, state, weights = _step(decoder, prev, state, rules, t, history.tolist)
+        attn_sum = _attention_sum(attn_sum, weights, rules)
         vocab = lp.shape[-1]
         cand = (scores.view(-1, 1) + lp).view(n, k * vocab)
         top_scores, top_idx = cand.topk(min(2 * k, k * vocab), dim=-1)
@@ -140,6 +168,7 @@ def beam_search(
         for pos, sent in enumerate(active):
             alive_rows, alive_toks, alive_scores = [], [], []
             at_limit = t + 1 >= max_lens[sent]
+
             candidates = zip(s_list[pos], b_list[pos], tok_list[pos], strict=True)
             for rank, (score, beam, tok) in enumerate(candidates):
                 if score == float("-inf"):
@@ -147,8 +176,9 @@ def beam_search(
                 row = pos * k + beam
                 if tok == EOS_ID:
                     if rank < k:
+                        cp = _penalty(rules, attn_sum, row, src_lengths, sent)
                         finished[sent].append(
-                            _finish(history, attn_history, row, None, score, alpha))
+                            _finish(history, attn_history, row, None, score, alpha, cp))
                     continue
                 if len(alive_rows) < k:
                     alive_rows.append(row)
@@ -156,11 +186,14 @@ def beam_search(
                     alive_scores.append(score)
             if at_limit:
                 for row, tok, score in zip(alive_rows, alive_toks, alive_scores, strict=True):
-                    finished[sent].append(_finish(history, attn_history, row, tok, score, alpha))
+                    cp = _penalty(rules, attn_sum, row, src_lengths, sent)
+                    finished[sent].append(
+                        _finish(history, attn_history, row, tok, score, alpha, cp))
             if at_limit or len(finished[sent]) >= k or not alive_rows:
                 continue
             if exact_stop and len(finished[sent]) >= n_best:
-                # the best an alive beam could still score (lengths t+2 .. max_lens+1)
+                # the best an alive beam could still score (lengths t+2 .. max_lens+1; a
+                # coverage penalty is <= 0, so leaving it out keeps this an upper bound)
                 reach = max(length_penalty(t + 2, alpha), length_penalty(max_lens[sent] + 1, alpha))
                 kth = sorted((h.score for h in finished[sent]), reverse=True)[n_best - 1]
                 if kth >= alive_scores[0] / reach:
@@ -185,13 +218,24 @@ def beam_search(
         history = torch.cat([history.index_select(0, index), prev[:, None]], dim=1)
         if attn_history is not None:
             attn_history = attn_history.index_select(0, index)
+        if attn_sum is not None:
+            attn_sum = attn_sum.index_select(0, index)
         scores = torch.tensor(next_scores, dtype=torch.float, device=device)
         active = keep_sent
     return [sorted(f, key=lambda h: -h.score)[:n_best] for f in finished]
 
 
-def _finish(history, attn_history, row, last_tok, log_prob, alpha) -> Hypothesis:
+def _penalty(rules: Rules, attn_sum, row: int, src_lengths, sent: int) -> float:
+    """The coverage penalty of row ``row`` (sentence ``sent``)."""
+    if attn_sum is None:
+        return 0.0
+    if src_lengths is None:
+        raise ValueError("the coverage penalty needs the source lengths (src_lengths)")
+    return rules.penalty(attn_sum[row], src_lengths[sent])
+
+
+def _finish(history, attn_history, row, last_tok, log_prob, alpha, cp=0.0) -> Hypothesis:
     tokens = history[row].tolist() + ([last_tok] if last_tok is not None else [])
     length = len(tokens) + (last_tok is None)  # a finished-by-EOS hypothesis counts </s>
     attention = None if attn_history is None else attn_history[row]  # (length, S)
-    return Hypothesis(tokens, log_prob, log_prob / length_penalty(length, alpha), attention)
+    return Hypothesis(tokens, log_prob, log_prob / length_penalty(length, alpha) + cp, attention)
