@@ -67,6 +67,37 @@ def test_train_translate_evaluate(workdir, capsys):
     assert "SER =" in text and "WER =" in text and "BLEU =" in text and "nrefs:1" in text
 
 
+def test_translate_decoding_rules(workdir, capsys):
+    """--min-length, --block-ngram-repeat, --coverage-penalty reach the search; bad values are
+    refused with the option's name, and the config's values are the defaults."""
+    assert main(["train", str(workdir / "config.yaml"), "--set", "train.max_steps=20"]) == 0
+    model = str(workdir / "model" / "best")
+    (workdir / "in.txt").write_text("abcabcabc\naab\nc\n")
+    args = ["translate", model, "-i", str(workdir / "in.txt"), "--beam", "3"]
+    capsys.readouterr()
+    assert main([*args, "--min-length", "7", "--block-ngram-repeat", "3"]) == 0
+    for line in capsys.readouterr().out.splitlines():
+        words = line.split()
+        assert len(words) >= 7, line
+        grams = [tuple(words[i : i + 3]) for i in range(len(words) - 2)]
+        assert len(set(grams)) == len(grams), line
+    assert main([*args, "--block-ngram-repeat", "1", "--block-ngram-ignore", "a", "--scores"]) == 0
+    for line in capsys.readouterr().out.splitlines():
+        words = [w for w in line.split("\t")[0].split() if w != "a"]
+        assert len(set(words)) == len(words), line
+    assert main([*args, "--coverage-penalty", "0.5", "--scores"]) == 0
+    penalised = capsys.readouterr().out
+    assert main([*args, "--scores"]) == 0
+    assert penalised != capsys.readouterr().out  # the scores moved
+    assert main([*args, "--min-length", "-1"]) == 2
+    assert "min_length must be >= 0" in capsys.readouterr().err
+    from rnnseq.inference.translator import load
+
+    translator = load(model)
+    translator.config.decode.min_length = 5
+    assert all(len(t.split()) >= 5 for t in translator.translate(["abc", "c"]))
+
+
 def test_resume_continues_and_refuses_breaking_changes(workdir, capsys):
     config = str(workdir / "config.yaml")
     assert main(["train", config, "--set", "train.max_steps=20"]) == 0

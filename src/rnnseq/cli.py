@@ -91,7 +91,10 @@ def cmd_translate(args: argparse.Namespace) -> int:
     translator = load(args.model, device=args.device, precision=args.precision,
                       quantize=args.quantize)
     kwargs = dict(beam_size=args.beam, n_best=args.n_best, length_penalty=args.length_penalty,
-                  batch_size=args.batch_size, return_attention=bool(args.attention))
+                  batch_size=args.batch_size, return_attention=bool(args.attention),
+                  min_length=args.min_length, block_ngram_repeat=args.block_ngram_repeat,
+                  block_ngram_ignore=args.block_ngram_ignore,
+                  coverage_penalty=args.coverage_penalty)
 
     if args.input is None:  # stream: lines as they arrive, answers flushed at once
         from .streaming import line_batches
@@ -217,6 +220,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-best", type=int, default=1, help="output N hypotheses per input, "
                    "N consecutive lines, best first")
     p.add_argument("--length-penalty", type=float, help="GNMT alpha (0 = none)")
+    p.add_argument("--min-length", type=int, help="no end of output before N tokens")
+    p.add_argument("--block-ngram-repeat", type=int, metavar="N",
+                   help="no output repeats an N-gram (0 = off)")
+    p.add_argument("--block-ngram-ignore", nargs="+", metavar="TOKEN",
+                   help="n-grams holding these target tokens are never blocked")
+    p.add_argument("--coverage-penalty", type=float, metavar="BETA",
+                   help="GNMT coverage penalty beta (0 = none)")
     p.add_argument("--batch-size", type=int, help="sentences per batch")
     p.add_argument("--scores", action="store_true", help="append a tab and the score")
     p.add_argument("--attention", metavar="FILE",

@@ -193,6 +193,16 @@ class DecodeConfig:
         1000, min=1, help="longer inputs are truncated to this many tokens, with a warning"
     )
     max_batch_tokens: int = _f(8192, min=1, help="source tokens per decoding batch")
+    min_length: int = _f(0, min=0, help="no </s> before this many output tokens")
+    block_ngram_repeat: int = _f(
+        0, min=0, help="N > 0: no output repeats an N-gram (Paulus et al. 2017)"
+    )
+    block_ngram_ignore: list[str] = _f(
+        [], help="target tokens (e.g. punctuation) whose n-grams are never blocked"
+    )
+    coverage_penalty: float = _f(
+        0.0, min=0.0, help="GNMT beta: add beta * sum_i log(min(attention to i, 1)) to scores"
+    )
 
 
 @dataclass
@@ -374,6 +384,8 @@ def _type_name(tp) -> str:
         return "one of " + ", ".join(map(str, typing.get_args(tp)))
     if origin in (typing.Union, types.UnionType):
         return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is list:
+        return f"a list of {_type_name(typing.get_args(tp)[0]).removeprefix('a ')}s"
     return {type(None): "null", int: "an integer", float: "a number", str: "a string",
             bool: "true/false"}.get(tp, str(tp))
 
@@ -411,6 +423,11 @@ def _coerce(tp, value):
     if tp is str:
         if isinstance(value, str):
             return value
+        raise TypeError
+    if origin is list:
+        if isinstance(value, list):
+            (item,) = typing.get_args(tp)
+            return [_coerce(item, v) for v in value]
         raise TypeError
     raise TypeError
 

@@ -12,6 +12,7 @@ from ..data.extended import decode_extended, source_map
 from ..errors import UsageError
 from ..modeldir import ModelBundle
 from ..precision import PRECISIONS, autocast
+from .rules import Rules
 from .search import Hypothesis, beam_search, greedy_search, max_lengths
 
 log = logging.getLogger("rnnseq")
@@ -63,12 +64,13 @@ class Translator:
     def translate(
         self, sentences: list[str], *, beam_size: int | None = None,
         length_penalty: float | None = None, return_scores: bool = False,
-        batch_size: int | None = None, max_batch_tokens: int | None = None,
+        batch_size: int | None = None, max_batch_tokens: int | None = None, **rules,
     ) -> list[str] | list[tuple[str, float]]:
-        """Best translation of each sentence, in input order (with its score on request)."""
+        """Best translation of each sentence, in input order (with its score on request).
+        ``rules``: as for :meth:`translate_nbest`."""
         results = self.translate_nbest(
             sentences, beam_size=beam_size, n_best=1, length_penalty=length_penalty,
-            batch_size=batch_size, max_batch_tokens=max_batch_tokens,
+            batch_size=batch_size, max_batch_tokens=max_batch_tokens, **rules,
         )
         if return_scores:
             return [(r[0].text, r[0].score) for r in results]
@@ -78,8 +80,12 @@ class Translator:
         self, sentences: list[str], *, beam_size: int | None = None, n_best: int = 1,
         length_penalty: float | None = None, batch_size: int | None = None,
         max_batch_tokens: int | None = None, return_attention: bool = False,
+        min_length: int | None = None, block_ngram_repeat: int | None = None,
+        block_ngram_ignore: list[str] | None = None, coverage_penalty: float | None = None,
     ) -> list[list[Translation]]:
-        """``n_best`` translations per sentence, best first, in input order."""
+        """``n_best`` translations per sentence, best first, in input order. Every option left
+        at None takes the model's ``decode`` config (:mod:`rnnseq.inference.rules` for the
+        last four)."""
         dc = self.config.decode
         beam = dc.beam_size if beam_size is None else beam_size
         alpha = dc.length_penalty if length_penalty is None else length_penalty
@@ -87,6 +93,7 @@ class Translator:
             raise UsageError(f"beam size must be >= 1, got {beam}")
         if n_best < 1 or n_best > beam:
             raise UsageError(f"n_best must be between 1 and the beam size ({beam}), got {n_best}")
+        rules = self._rules(min_length, block_ngram_repeat, block_ngram_ignore, coverage_penalty)
         # The source tokenizer normalizes each sentence first, exactly as in training.
         src_tokens = [self.bundle.src_tokenizer.encode(s) for s in sentences]
         for i, tokens in enumerate(src_tokens):
@@ -107,23 +114,50 @@ class Translator:
         for index in batches:
             src_map = None if extended is None else [extended[i][0] for i in index]
             batch = collate([src_ids[i] for i in index], None, index, src_map).to(self.device)
-            hyps = self._search(batch, beam, n_best, alpha, return_attention)
+            hyps = self._search(batch, beam, n_best, alpha, return_attention, rules)
             for i, sent_hyps in zip(index, hyps, strict=True):
                 oov = [] if extended is None else extended[i][1]
                 results[i] = [self._to_translation(h, src_tokens[i], oov) for h in sent_hyps]
         return results  # type: ignore[return-value]
 
+    def _rules(self, min_length, block_ngram_repeat, block_ngram_ignore,
+               coverage_penalty) -> Rules:
+        """The decoding rules: each argument, or the ``decode`` config where it is None."""
+        dc = self.config.decode
+        pick = lambda value, default: default if value is None else value  # noqa: E731
+        min_length = pick(min_length, dc.min_length)
+        block = pick(block_ngram_repeat, dc.block_ngram_repeat)
+        ignore = pick(block_ngram_ignore, dc.block_ngram_ignore)
+        beta = pick(coverage_penalty, dc.coverage_penalty)
+        for name, value in (("min_length", min_length), ("block_ngram_repeat", block),
+                            ("coverage_penalty", beta)):
+            if not value >= 0:  # also refuses NaN
+                raise UsageError(f"{name} must be >= 0, got {value}")
+        if beta and self.model.decoder.attention is None:
+            raise UsageError("coverage_penalty needs a model with attention (this model has "
+                             "attention: none)")
+        vocab = self.bundle.tgt_vocab
+        missing = [t for t in ignore if t not in vocab.stoi]
+        if block and missing:
+            log.warning("block_ngram_ignore: %s not in the target vocabulary; ignored",
+                        ", ".join(map(repr, missing)))
+        ids = frozenset(vocab.stoi[t] for t in ignore if t in vocab.stoi)
+        return Rules(min_length, block, ids, beta)
+
     @torch.no_grad()
-    def _search(self, batch, beam, n_best, alpha, return_attention) -> list[list[Hypothesis]]:
+    def _search(self, batch, beam, n_best, alpha, return_attention,
+                rules: Rules) -> list[list[Hypothesis]]:
         dc = self.config.decode
         with autocast(self.device, self.precision):
             enc = self.model.encode(batch.src, batch.src_lengths)
             state = self.model.init_state(enc, batch.src_map)
             limits = max_lengths(batch.src_lengths, dc.max_length_ratio, dc.max_length)
+            lengths = batch.src_lengths.tolist()
             if beam == 1:
-                return greedy_search(self.model.decoder, state, limits, alpha, return_attention)
+                return greedy_search(self.model.decoder, state, limits, alpha, return_attention,
+                                     rules, lengths)
             return beam_search(self.model.decoder, state, limits, beam, n_best, alpha,
-                               return_attention)
+                               return_attention, rules=rules, src_lengths=lengths)
 
     def _to_translation(self, hyp: Hypothesis, source_tokens: list[str],
                         oov: list[str]) -> Translation:
