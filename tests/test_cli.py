@@ -113,16 +113,48 @@ def test_resume_continues_and_refuses_breaking_changes(workdir, capsys):
     assert "training stopped at step 40" in log
 
 
-def test_exact_resume_gives_identical_weights(workdir):
+def test_resume_may_switch_coverage_on_and_nothing_else(workdir, capsys):
+    """See et al.'s recipe: train without coverage, then continue with it. The trained weights
+    carry over, the coverage weights start at zero, and the coverage loss is in the training."""
+    from safetensors.torch import load_file
+
+    config = str(workdir / "config.yaml")
+    assert main(["train", config, "--set", "train.max_steps=20"]) == 0
+    before = load_file(str(workdir / "model" / "last" / "model.safetensors"))
+    for change in ("model.copy_attention=true", "model.attention=bahdanau"):
+        assert main(["train", config, "--resume", "--set", change]) == 2
+        assert "changes the model" in capsys.readouterr().err
+    assert main(["train", config, "--resume", "--set", "model.coverage=true",
+                 "--set", "train.max_steps=30", "--set", "train.coverage_loss_weight=2.0"]) == 0
+    log = (workdir / "model" / "train.log").read_text()
+    assert "model.coverage: False -> True (new parameters added)" in log
+    assert "1 new parameter tensors (decoder.attention.coverage_weight)" in log
+    after = load_file(str(workdir / "model" / "last" / "model.safetensors"))
+    assert set(after) - set(before) == {"decoder.attention.coverage_weight"}
+    assert after["decoder.attention.coverage_weight"].abs().sum() > 0  # it was trained
+    assert any(not after[k].equal(before[k]) for k in before)
+    # the resumed checkpoint is a coverage model: resuming again is an ordinary resume,
+    # and switching coverage off again is refused
+    assert main(["train", config, "--resume", "--set", "model.coverage=false"]) == 2
+    assert "model.coverage changed" in capsys.readouterr().err
+    assert main(["train", config, "--resume", "--set", "model.coverage=true",
+                 "--set", "train.max_steps=35"]) == 0
+    assert "new parameter" not in (workdir / "model" / "train.log").read_text().split(
+        "at step 30")[-1]
+
+
+@pytest.mark.parametrize("extra", [[], ["--set", "model.copy_attention=true", "--set",
+                                        "model.coverage=true"]], ids=["plain", "copy+coverage"])
+def test_exact_resume_gives_identical_weights(workdir, extra):
     from safetensors.torch import load_file
 
     config = str(workdir / "config.yaml")
     assert main(["train", config, "--set", "train.max_steps=30", "--set", "train.valid_every=10",
-                 "--out", str(workdir / "straight")]) == 0
+                 "--out", str(workdir / "straight"), *extra]) == 0
     assert main(["train", config, "--set", "train.max_steps=10", "--set", "train.valid_every=10",
-                 "--out", str(workdir / "split")]) == 0
+                 "--out", str(workdir / "split"), *extra]) == 0
     assert main(["train", config, "--resume", "--set", "train.max_steps=30", "--set",
-                 "train.valid_every=10", "--out", str(workdir / "split")]) == 0
+                 "train.valid_every=10", "--out", str(workdir / "split"), *extra]) == 0
     a = load_file(str(workdir / "straight" / "last" / "model.safetensors"))
     b = load_file(str(workdir / "split" / "last" / "model.safetensors"))
     assert a.keys() == b.keys()

@@ -337,6 +337,12 @@ class Config:
         return True if m.input_feeding is None else m.input_feeding
 
 
+# Model settings that a resumed run may switch on: each adds parameters, initialised so that the
+# model computes what it did before, and changes none that exist (See et al. 2017 train with
+# coverage only for a short final phase).
+ADDABLE_SETTINGS = {"model.coverage": True}
+
+
 def model_settings(config: Config) -> dict[str, Any]:
     """The settings that define a model, as ``{"section.key": value}``: every model key and
     every data key except where the data lives (:data:`DATA_LOCATION_KEYS`). Two model

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -140,9 +141,11 @@ def load_model_dir(directory: str | Path, device: str | torch.device = "cpu") ->
     return ModelBundle(config, model, src_vocab, tgt_vocab, src_tok, tgt_tok)
 
 
-def load_weights(model: torch.nn.Module, directory: str | Path) -> None:
+def load_weights(model: torch.nn.Module, directory: str | Path,
+                 missing_ok: Collection[str] = ()) -> None:
     """Load ``model.safetensors`` of ``directory`` into ``model``, checking every tensor's name
-    and shape (errors name the file and the tensor)."""
+    and shape (errors name the file and the tensor). Tensors named in ``missing_ok`` may be
+    absent from the file; they keep their values."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -157,6 +160,8 @@ def load_weights(model: torch.nn.Module, directory: str | Path) -> None:
     expected = {k: v for k, v in model.state_dict().items() if k not in aliases}
     for name, ref in expected.items():
         if name not in tensors:
+            if name in missing_ok:
+                continue
             raise ModelDirError(f"{weights}: tensor '{name}' is missing")
         if tuple(tensors[name].shape) != tuple(ref.shape):
             raise ModelDirError(

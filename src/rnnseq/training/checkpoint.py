@@ -160,5 +160,17 @@ def load_trainer_state(directory: Path) -> tuple[dict, dict]:
     return load_file(str(tensors_path)), state
 
 
-def restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict, state: dict) -> None:
-    optimizer.load_state_dict(_unflatten_optimizer(tensors, state["optimizer"]))
+def restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict, state: dict,
+                      added: set[int] | None = None) -> None:
+    """Load the saved optimizer state. ``added``: positions (in the optimizer's one parameter
+    group) of parameters the checkpoint lacks; the saved ones fill the other positions in
+    order, and the added ones start without state."""
+    saved = _unflatten_optimizer(tensors, state["optimizer"])
+    if added:
+        if len(optimizer.param_groups) != 1 or len(saved["param_groups"]) != 1:
+            raise ValueError("adding parameters at resume needs one parameter group")
+        count = len(optimizer.param_groups[0]["params"])
+        kept = [i for i in range(count) if i not in added]
+        saved["state"] = {kept[i]: value for i, value in saved["state"].items()}
+        saved["param_groups"][0]["params"] = list(range(count))
+    optimizer.load_state_dict(saved)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import Config, ConfigError, model_settings
+from ..config import ADDABLE_SETTINGS, Config, ConfigError, model_settings
 from ..data.batching import make_batches
 from ..data.dataset import (
     Vocabulary,
@@ -91,7 +91,8 @@ def seed_everything(seed: int) -> None:
 
 def check_resume_config(saved: Config, new: Config, source: str) -> list[str]:
     """Refuse changes that break a resumed run (:func:`model_settings`: they would change the
-    model or its vocabulary); return the safe changes (for the log)."""
+    model or its vocabulary), except for switching on one of :data:`ADDABLE_SETTINGS`; return
+    the accepted changes (for the log)."""
     changes = []
     defining = model_settings(saved)
     for section in ("data", "model", "train", "decode"):
@@ -100,6 +101,9 @@ def check_resume_config(saved: Config, new: Config, source: str) -> list[str]:
             if new_s[key] == old:
                 continue
             dotted = f"{section}.{key}"
+            if dotted in ADDABLE_SETTINGS and new_s[key] == ADDABLE_SETTINGS[dotted]:
+                changes.append(f"{dotted}: {old!r} -> {new_s[key]!r} (new parameters added)")
+                continue
             if dotted in defining:
                 raise ConfigError(
                     f"{source}: cannot resume with {dotted} changed ({old!r} -> {new_s[key]!r}): "
@@ -227,10 +231,18 @@ class Trainer:
                            v.tgt_tokenizer)
 
     def _restore(self, last: Path) -> None:
-        load_weights(self.model, last)
+        # Parameters a switched-on ADDABLE_SETTINGS key adds are not in the checkpoint; they
+        # keep their initial values and start without optimizer state.
+        added = self._added_parameters(load_config(last))
+        load_weights(self.model, last, missing_ok=added)
         tensors, state = load_trainer_state(last.resolve())
         self._resume_state = state
-        restore_optimizer(self.optimizer, tensors, state)
+        names = [name for name, _ in self.model.named_parameters()]
+        restore_optimizer(self.optimizer, tensors, state,
+                          {i for i, name in enumerate(names) if name in added})
+        if added:
+            log.info("resume: %d new parameter tensors (%s) start from their initial values",
+                     len(added), ", ".join(sorted(added)))
         self.schedule.load_state_dict(state["schedule"])
         self.step, self.epoch = state["step"], state["epoch"]
         self.batch_in_epoch, self.elapsed_before = state["batch_in_epoch"], state["elapsed"]
@@ -242,6 +254,13 @@ class Trainer:
         set_rng_state(tensors, state["rng"])
         log.info("resumed from %s at step %d (epoch %d, batch %d)", last.resolve(), self.step,
                  self.epoch + 1, self.batch_in_epoch)
+
+    def _added_parameters(self, saved: Config) -> set[str]:
+        """Names of the parameters that the resumed config adds to the saved one's model."""
+        if saved.model.coverage or not self.config.model.coverage:
+            return set()
+        return {name for name, _ in self.model.named_parameters()
+                if name.endswith("coverage_weight")}
 
     # -- the loop -----------------------------------------------------------------------------
     def train(self) -> TrainResult:
