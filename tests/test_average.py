@@ -28,8 +28,12 @@ def test_training_keeps_the_newest_checkpoints_and_best(workdir):  # noqa: F811
     assert kept == sorted({"step-0000030", "step-0000040", best})
 
 
-def test_average_is_the_mean_of_the_weights(workdir, capsys):  # noqa: F811
-    run = train_keeping(workdir, keep=3)
+COPY_COVERAGE = ("--set", "model.copy_attention=true", "--set", "model.coverage=true")
+
+
+@pytest.mark.parametrize("extra", [(), COPY_COVERAGE], ids=["plain", "copy+coverage"])
+def test_average_is_the_mean_of_the_weights(workdir, capsys, extra):  # noqa: F811
+    run = train_keeping(workdir, keep=3, extra=extra)
     assert main(["average", str(run), "--last", "3", "-o", str(workdir / "avg")]) == 0
     assert "averaged 3 checkpoints" in capsys.readouterr().out
     steps = [run / "checkpoints" / f"step-00000{n}" for n in (20, 30, 40)]

@@ -32,6 +32,8 @@ train:
   progress: false
 """
 
+COPY_COVERAGE = "  copy_attention: true\n  coverage: true\n"
+
 LOSS = re.compile(r"INFO step (\d+) .* loss (\S+)")
 
 
@@ -41,10 +43,13 @@ def losses(out: Path) -> dict[int, float]:
 
 
 @pytest.mark.slow
-def test_two_processes_match_one_with_double_batch(tmp_path):
+@pytest.mark.parametrize("extra, port", [("", 29517), (COPY_COVERAGE, 29519)],
+                         ids=["plain", "copy+coverage"])
+def test_two_processes_match_one_with_double_batch(tmp_path, extra, port):
     write_tsv(tmp_path / "train.tsv", PAIRS)
     write_tsv(tmp_path / "valid.tsv", PAIRS[:6])
-    (tmp_path / "c.yaml").write_text(CONFIG.format(d=tmp_path))
+    (tmp_path / "c.yaml").write_text(CONFIG.format(d=tmp_path).replace("model:\n",
+                                                                         "model:\n" + extra))
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE")}
     single = subprocess.run(
         [sys.executable, "-m", "rnnseq", "-q", "train", "c.yaml", "--out", "one",
@@ -53,7 +58,7 @@ def test_two_processes_match_one_with_double_batch(tmp_path):
     assert single.returncode == 0, single.stderr
     double = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-         "--master-port", "29517", "-m", "rnnseq", "-q", "train", "c.yaml", "--out", "two",
+         "--master-port", str(port), "-m", "rnnseq", "-q", "train", "c.yaml", "--out", "two",
          "--set", "train.batch_size=2"], cwd=tmp_path, env=env, capture_output=True, text=True,
         timeout=300)
     assert double.returncode == 0, double.stderr[-3000:]
