@@ -170,3 +170,40 @@ def test_dropout_rates_are_validated():
         Config.from_dict({"model": {"output_dropout": 1.0}})
     with pytest.raises(ConfigError, match="model.rnn_dropout must be >= 0.0"):
         Config.from_dict({"model": {"rnn_dropout": -0.1}})
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("bidirectional", [True, False])
+def test_masked_recurrence_equals_the_packed_rnn(cell, bidirectional):
+    """Training's stepped encoder computes what nn.LSTM/GRU/RNN computes over packed sequences
+    (outputs, zeros at padding, final states), and so do their gradients; rows may be empty."""
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+    from rnnseq.model.encoder import masked_recurrence
+    from rnnseq.model.rnn import make_rnn
+
+    torch.manual_seed(0)
+    rnn = make_rnn(cell, 6, 5, 2, 0.0, bidirectional)
+    lengths = torch.tensor([7, 3, 0, 5, 1])
+    x = torch.randn(5, 7, 6, requires_grad=True)
+    mask = torch.arange(7)[None, :] < lengths[:, None]
+    packed = pack_padded_sequence(x, lengths.clamp(min=1), batch_first=True,
+                                  enforce_sorted=False)
+    ref_out, ref_state = rnn(packed)
+    ref_out, _ = pad_packed_sequence(ref_out, batch_first=True, total_length=7)
+    out, state = masked_recurrence(rnn, x, lengths, mask)
+    real = lengths > 0  # the packed reference cannot hold an empty row; it reads one token
+    torch.testing.assert_close(out[real], ref_out[real])
+    assert torch.all(out[~mask] == 0) and torch.all(out[2] == 0)
+    states = state if isinstance(state, tuple) else (state,)
+    ref_states = ref_state if isinstance(ref_state, tuple) else (ref_state,)
+    for s, r in zip(states, ref_states, strict=True):
+        torch.testing.assert_close(s[:, real], r[:, real])
+        assert torch.all(s[:, 2] == 0)
+    weights = torch.randn_like(out)
+    grads = torch.autograd.grad((out[real] * weights[real]).sum() + states[0][:, real].sum(),
+                                [x, *rnn.parameters()])
+    ref_grads = torch.autograd.grad((ref_out[real] * weights[real]).sum()
+                                    + ref_states[0][:, real].sum(), [x, *rnn.parameters()])
+    for g, r in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-5)
