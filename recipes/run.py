@@ -6,6 +6,7 @@ README lists.
     python recipes/run.py all --check             # every recipe for two steps on a data sample
     python recipes/run.py multi30k-de-en --resume # continue an interrupted run
     python recipes/run.py g2p-small               # small-data G2P (8,000 words); g2p-small-1k
+    python recipes/run.py scitldr                 # summarization: abstract -> TLDR
 
 A full run writes ``OUT/result.json`` (metrics with their signatures, parameters, training
 time, steps, decoding settings, commit) and prints it as a row for ``recipes/README.md``.
@@ -32,6 +33,7 @@ from rnnseq.metrics import is_better, metric_name
 
 ROOT = Path(__file__).resolve().parents[1]
 M30K = Path("../shared/data/multi30k")
+SCITLDR = Path("../shared/data/summarization")
 
 
 @dataclass
@@ -41,11 +43,14 @@ class Recipe:
     evaluate: list[list[str]]  # one `rnnseq evaluate` option list per call
     prepare: list[str] = field(default_factory=list)  # a command that writes the data
     overrides: dict[str, str] = field(default_factory=dict)  # --set, beyond the config
-    needs_multi30k: bool = False
+    needs: Path | None = None  # a file under ../shared the recipe cannot run without
     # Checkpoint averaging: average the newest `average` checkpoints, decode the dev set with
     # best/ and with the average, and test the one whose first metric is better on dev.
     average: int = 0
     dev: tuple[str, str] | None = None  # source, references (tab-separated alternatives)
+    # Outputs of baselines that `prepare` writes for the test set, scored like the model.
+    baselines: dict[str, str] = field(default_factory=dict)
+    prepare_check: list[str] = field(default_factory=list)  # extra `prepare` args for --check
 
 
 def _m30k(src: str, tgt: str) -> dict[str, str]:
@@ -62,17 +67,17 @@ CASED_BLEU = [["--metric", "bleu", "chrf"], ["--metric", "bleu", "--lowercase"]]
 RECIPES = {
     "multi30k-de-en": Recipe(
         "recipes/multi30k-de-en/config.yaml", (f"{M30K}/test2016.de", f"{M30K}/test2016.en"),
-        CASED_BLEU, needs_multi30k=True),
+        CASED_BLEU, needs=M30K / "train.de"),
     "multi30k-en-de": Recipe(  # the same recipe with only the file names changed
         "recipes/multi30k-de-en/config.yaml", (f"{M30K}/test2016.en", f"{M30K}/test2016.de"),
         CASED_BLEU, overrides={**_m30k("en", "de"), "train.out_dir": "runs/multi30k-en-de"},
-        needs_multi30k=True),
+        needs=M30K / "train.de"),
     "multi30k-word-lstm": Recipe(
         "recipes/multi30k-word-lstm/config.yaml",
         ("runs/data/multi30k-tok/test2016.de", "runs/data/multi30k-tok/test2016.en"),
         [["--metric", "bleu", "chrf", "--bleu-tokenize", "none"]],
         prepare=["python", "benchmarks/multi30k.py", "runs/data/multi30k-tok"],
-        needs_multi30k=True),
+        needs=M30K / "train.de"),
     "cmudict-g2p": Recipe(
         "recipes/cmudict-g2p/config.yaml",
         ("runs/data/cmudict-nostress/test.words", "runs/data/cmudict-nostress/test.prons"),
@@ -109,6 +114,15 @@ RECIPES = {
                    "train.max_steps": "3000", "train.valid_every": "250"},
         average=3,
         dev=("runs/data/g2p-small-1k/dev.words", "runs/data/g2p-small-1k/dev.prons")),
+    "scitldr": Recipe(  # abstract -> TLDR, with copy attention
+        "recipes/scitldr/config.yaml",
+        ("runs/data/scitldr/test.src", "runs/data/scitldr/test.refs"),
+        [["--metric", "rouge"]],
+        prepare=["python", "recipes/scitldr/prepare.py", "runs/data/scitldr"],
+        needs=SCITLDR / "train.src", average=3, prepare_check=["--limit", "40"],
+        dev=("runs/data/scitldr/dev.src", "runs/data/scitldr/dev.refs"),
+        baselines={"lead (first sentence)": "runs/data/scitldr/test.lead",
+                   "oracle (best single sentence)": "runs/data/scitldr/test.oracle"}),
 }
 
 CHECK_LINES = {"train": 300, "valid": 20, "test": 20}
@@ -215,14 +229,14 @@ def parse_train_log(path: Path) -> dict:
 def run_recipe(name: str, check: bool, work: Path | None, resume: bool = False) -> dict:
     recipe = RECIPES[name]
     print(f"\n=== {name}{' (check)' if check else ''} ===", flush=True)
-    if recipe.needs_multi30k and not (ROOT / M30K / "train.de").exists():
-        print(f"skipped: {M30K} is not there", flush=True)
-        return {"recipe": name, "skipped": f"{M30K} not found"}
+    if recipe.needs and not (ROOT / recipe.needs).exists():
+        print(f"skipped: {recipe.needs} is not there", flush=True)
+        return {"recipe": name, "skipped": f"{recipe.needs} not found"}
     def local(path: str) -> str:  # a check writes nothing under the repository's runs/
         return str(work / path) if check and path.startswith("runs/") else path
 
     if recipe.prepare:
-        run([local(arg) for arg in recipe.prepare])
+        run([local(arg) for arg in recipe.prepare] + (recipe.prepare_check if check else []))
     settings = yaml.safe_load((ROOT / recipe.config).read_text(encoding="utf-8"))
     overrides = {key: local(value) for key, value in recipe.overrides.items()}
     test = (local(recipe.test[0]), local(recipe.test[1]))
@@ -263,6 +277,14 @@ def run_recipe(name: str, check: bool, work: Path | None, resume: bool = False) 
         printed = run(["rnnseq", "evaluate", "--hyp", str(hyp), "--ref", test[1], *options],
                       capture=True)
         scores += [line for line in printed.splitlines() if line.strip()]
+    baselines = {}
+    for label, path in recipe.baselines.items():
+        hyp_file = local(path)
+        if check:
+            hyp_file = head(Path(hyp_file), work / "sample" / Path(path).name, CHECK_LINES["test"])
+        baselines[label] = [line for options in recipe.evaluate for line in run(
+            ["rnnseq", "evaluate", "--hyp", hyp_file, "--ref", test[1], *options],
+            capture=True).splitlines() if line.strip()]
     saved = yaml.safe_load((ROOT / model / "config.yaml").read_text(encoding="utf-8"))
     decode = saved["decode"]
     result = {
@@ -272,7 +294,10 @@ def run_recipe(name: str, check: bool, work: Path | None, resume: bool = False) 
         "translate_seconds": round(decode_seconds, 1),
         **({"resumed": "train_minutes counts only the resumed part"} if resuming else {}),
         **selection,
-        "decoding": f"beam {decode['beam_size']}, length penalty {decode['length_penalty']}",
+        "decoding": f"beam {decode['beam_size']}, length penalty {decode['length_penalty']}"
+                    + (f", block_ngram_repeat {decode['block_ngram_repeat']}"
+                       if decode.get("block_ngram_repeat") else ""),
+        **({"baselines": baselines} if baselines else {}),
         **parse_train_log(ROOT / out_dir / "train.log"),
     }
     (ROOT / out_dir / "result.json").write_text(json.dumps(result, indent=2) + "\n",
