@@ -51,6 +51,8 @@ class Recipe:
     # Outputs of baselines that `prepare` writes for the test set, scored like the model.
     baselines: dict[str, str] = field(default_factory=dict)
     prepare_check: list[str] = field(default_factory=list)  # extra `prepare` args for --check
+    # A second training phase: the run resumed with these settings changed (e.g. coverage on).
+    then: dict[str, str] = field(default_factory=dict)
 
 
 def _m30k(src: str, tgt: str) -> dict[str, str]:
@@ -122,7 +124,10 @@ RECIPES = {
         needs=SCITLDR / "train.src", average=3, prepare_check=["--limit", "40"],
         dev=("runs/data/scitldr/dev.src", "runs/data/scitldr/dev.refs"),
         baselines={"lead (first sentence)": "runs/data/scitldr/test.lead",
-                   "oracle (best single sentence)": "runs/data/scitldr/test.oracle"}),
+                   "oracle (best single sentence)": "runs/data/scitldr/test.oracle"},
+        # See et al.'s final phase: coverage switched on for 300 more steps
+        then={"model.coverage": "true", "train.max_steps": "2700", "train.schedule": "constant",
+              "train.lr": "0.0003", "train.valid_every": "100"}),
 }
 
 CHECK_LINES = {"train": 300, "valid": 20, "test": 20}
@@ -264,6 +269,13 @@ def run_recipe(name: str, check: bool, work: Path | None, resume: bool = False) 
         train_cmd.append("--resume")
     start = time.perf_counter()
     run(train_cmd)
+    if recipe.then:
+        then = dict(recipe.then)
+        if check:
+            then.update({"train.max_steps": "5", "train.valid_every": "1"})  # 3 to average
+        phase = train_cmd[:3] + [arg for key, value in {**overrides, **then}.items()
+                                 for arg in ("--set", f"{key}={value}")] + ["--resume"]
+        run(phase)
     train_seconds = time.perf_counter() - start
     model, selection = out_dir / "best", {}
     if recipe.average and dev:
