@@ -233,6 +233,14 @@ def test_copy_attention_reproduces_names_never_seen_in_training(tmp_path, copy):
         assert exact >= 0.95, list(zip(hyps, test_pairs, strict=True))[:5]
         beam = translator.translate([s for s, _ in test_pairs], beam_size=4)
         assert sum(h == t for h, (_, t) in zip(beam, test_pairs, strict=True)) >= 95
+        # n-best with scores and attention: a copied name attends to its source position
+        src, tgt = test_pairs[0]
+        best = translator.translate_nbest([src], beam_size=4, n_best=2,
+                                          return_attention=True)[0]
+        assert best[0].text == tgt and best[0].score >= best[1].score
+        name = next(w for w in tgt.split() if w in test_names)
+        row = best[0].attention[best[0].tokens.index(name)]
+        assert best[0].source_tokens[max(range(len(row)), key=row.__getitem__)] == name
     else:
         assert exact == 0.0 and any("<unk>" in h for h in hyps)
 

@@ -207,3 +207,29 @@ def test_masked_recurrence_equals_the_packed_rnn(cell, bidirectional):
                                     + ref_states[0][:, real].sum(), [x, *rnn.parameters()])
     for g, r in zip(grads, ref_grads, strict=True):
         torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_training_encoder_steps_long_sources_and_matches_decoding(cell, monkeypatch):
+    """From MASKED_FROM tokens (rows of different lengths) training's encoder steps with masks;
+    it gives what decoding's packed encoder gives."""
+    from rnnseq.model import encoder as encoder_module
+
+    model = tiny_model(cell, "luong_general", False, dropout=0.0)
+    b = batch()
+    with torch.no_grad():
+        packed = model.encode(b.src, b.src_lengths)
+    calls = []
+    original = encoder_module.masked_recurrence
+    monkeypatch.setattr(encoder_module, "masked_recurrence",
+                        lambda *a: calls.append(1) or original(*a))
+    model.encode(b.src, b.src_lengths)
+    assert not calls  # 5 tokens: below MASKED_FROM, the packed module runs
+    monkeypatch.setattr(encoder_module, "MASKED_FROM", 2)
+    stepped = model.encode(b.src, b.src_lengths)
+    assert calls
+    torch.testing.assert_close(stepped.memory, packed.memory)
+    for s, p in zip(stepped.state if isinstance(stepped.state, tuple) else (stepped.state,),
+                    packed.state if isinstance(packed.state, tuple) else (packed.state,),
+                    strict=True):
+        torch.testing.assert_close(s, p)

@@ -1,10 +1,13 @@
 """Encoder: embeddings + (bi)directional multi-layer RNN/LSTM/GRU.
 
-Decoding runs ``nn.LSTM/GRU/RNN`` over packed sequences. Training steps through the sequence
-itself (:func:`masked_recurrence`): PyTorch's CPU backward of a packed RNN allocates a buffer
-the size of the whole sequence at every time step, which is quadratic in the length (2.6 s
-against 0.2 s for a 2×128 bidirectional LSTM over 16 sources of 257 tokens). Both give the
-same numbers; ``tests/test_model.py`` checks that for every cell.
+Decoding, and training on short sources, run ``nn.LSTM/GRU/RNN`` over packed sequences.
+Training on long sources of different lengths steps through the sequence itself
+(:func:`masked_recurrence`): PyTorch's CPU backward of a packed RNN whose rows end at different
+steps writes a buffer the size of the whole batch at every step, which is quadratic in the
+length (a 2×128 bidirectional LSTM, 16 sources of 150–257 tokens: 520 ms forward and backward
+packed, 180 ms stepped; at 13 tokens packed is 15 % faster, and with equal lengths packed stays
+fast). ``MASKED_FROM`` is where stepping starts to pay; ``benchmarks/long_inputs.py`` measures
+both. They compute the same numbers; ``tests/test_model.py`` checks that for every cell.
 """
 
 from __future__ import annotations
@@ -17,6 +20,10 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from .rnn import DropoutRates, State, make_rnn, map_state
+
+# Training steps the encoder itself (masked_recurrence) from this many source tokens, when the
+# rows' lengths differ: below it the packed nn.LSTM is as fast or faster.
+MASKED_FROM = 40
 
 
 @dataclass
@@ -72,7 +79,8 @@ class Encoder(nn.Module):
         batch, width = src.shape
         mask = torch.arange(width, device=src.device)[None, :] < src_lengths.to(src.device)[:, None]
         emb = self.embedding_dropout(self.embedding(src))
-        if torch.is_grad_enabled() and isinstance(self.rnn, nn.RNNBase):
+        if (torch.is_grad_enabled() and isinstance(self.rnn, nn.RNNBase)
+                and width >= MASKED_FROM and bool((src_lengths < width).any())):
             memory, state = masked_recurrence(self.rnn, emb, src_lengths.to(src.device), mask)
         else:
             lengths = src_lengths.clamp(min=1).cpu()
