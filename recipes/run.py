@@ -218,6 +218,17 @@ def git_commit() -> str:
     return sha + ("-dirty" if dirty else "")
 
 
+def in_second_phase(recipe: Recipe, last: Path) -> bool:
+    """Whether the run's last checkpoint already has the model settings of ``recipe.then`` (a
+    resumed run then continues the second phase, and the first must not run again)."""
+    if not recipe.then:
+        return False
+    saved = yaml.safe_load((last / "config.yaml").read_text(encoding="utf-8"))
+    model = {key: yaml.safe_load(value) for key, value in recipe.then.items()
+             if key.startswith("model.")}
+    return all(saved["model"].get(key.split(".", 1)[1]) == value for key, value in model.items())
+
+
 def parse_train_log(path: Path) -> dict:
     text = path.read_text(encoding="utf-8") if path.exists() else ""
     info: dict = {}
@@ -268,7 +279,8 @@ def run_recipe(name: str, check: bool, work: Path | None, resume: bool = False) 
     if resuming:
         train_cmd.append("--resume")
     start = time.perf_counter()
-    run(train_cmd)
+    if not (resuming and in_second_phase(recipe, ROOT / out_dir / "last")):
+        run(train_cmd)
     if recipe.then:
         then = dict(recipe.then)
         if check:

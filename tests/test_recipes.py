@@ -165,3 +165,12 @@ def test_g2p_small_config_trains_on_your_own_lexicon(tmp_path):
     vocab = set(translator.bundle.src_vocab.itos)
     assert "\u0301" in vocab and "é" not in vocab  # the source is decomposed (NFD)
     assert len(translator.translate(read_words(data / "test.words")[:5], beam_size=2)) == 5
+
+
+def test_a_resumed_recipe_skips_a_first_phase_it_has_finished(tmp_path):
+    recipe = recipes.RECIPES["scitldr"]
+    assert recipe.then.get("model.coverage") == "true"
+    for coverage, second in ((False, False), (True, True)):
+        (tmp_path / "config.yaml").write_text(f"model:\n  coverage: {str(coverage).lower()}\n")
+        assert recipes.in_second_phase(recipe, tmp_path) is second
+    assert not recipes.in_second_phase(recipes.RECIPES["g2p-small"], tmp_path)
