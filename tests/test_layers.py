@@ -22,6 +22,7 @@ ALLOWED = {
     "modeldir": BASE | {"data", "model"},
     "inference": BASE | {"data", "model", "modeldir"},
     "training": BASE | {"data", "model", "modeldir", "inference", "metrics"},
+    "serve": BASE | {"inference"},
 }
 
 

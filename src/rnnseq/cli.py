@@ -162,6 +162,34 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- serve --------------------------------------------------------------------------------------
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .errors import UsageError
+
+    try:
+        import uvicorn
+
+        from .serve.app import Limits, create_app
+    except ImportError as err:
+        raise UsageError(f"rnnseq serve needs the [serve] extra ({err.name} is missing): "
+                         "pip install 'rnnseq[serve]'") from None
+    from .inference.translator import load
+
+    translators = {}
+    for spec in args.models:
+        name, _, path = spec.rpartition("=") if "=" in spec else ("", "", spec)
+        name = name or Path(path).resolve().name
+        if name in translators:
+            raise UsageError(f"two models are named {name!r}; name them: NAME=DIR")
+        translators[name] = load(path, device=args.device, precision=args.precision,
+                                 quantize=args.quantize)
+    limits = Limits(args.max_lines, args.max_chars, args.max_wait_ms, args.max_batch_tokens,
+                    args.max_queue)
+    uvicorn.run(create_app(translators, limits), host=args.host, port=args.port,
+                log_level="warning" if args.quiet else "info")
+    return 0
+
+
 # -- average ------------------------------------------------------------------------------------
 def cmd_average(args: argparse.Namespace) -> int:
     from .average import average_model_dirs, resolve_inputs
@@ -252,6 +280,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bleu-tokenize", help="sacreBLEU tokenizer for BLEU (default 13a; "
                    "'none' for pre-tokenized text)")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("serve", help="serve models over HTTP (batching across requests)")
+    p.add_argument("models", nargs="+", metavar="[NAME=]DIR",
+                   help="model directories; each is named by its folder or NAME")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--max-wait-ms", type=float, default=5.0,
+                   help="how long a batch waits for more requests")
+    p.add_argument("--max-batch-tokens", type=int, default=4096,
+                   help="source tokens per batch (estimated); longer requests are split")
+    p.add_argument("--max-lines", type=int, default=256, help="lines per request")
+    p.add_argument("--max-chars", type=int, default=100_000, help="characters per request")
+    p.add_argument("--max-queue", type=int, default=4096,
+                   help="lines waiting per model; beyond it requests get 503")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
+    p.add_argument("--quantize", choices=["int8"])
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("average", help="average the weights of several checkpoints into a "
                        "new model directory")

@@ -1,0 +1,1 @@
+"""``rnnseq serve``: models over HTTP, with batching across concurrent requests."""

@@ -1,0 +1,204 @@
+"""The HTTP API (FastAPI): ``POST /v1/translate``, ``GET /v1/models``, ``/health``, ``/ready``.
+
+Every error a client can cause is a JSON body ``{"error": ...}`` with a 4xx status: malformed
+JSON or wrong types 422, an unknown model 404, too many lines or characters 413, a full queue
+503 with ``Retry-After``. Lines longer than the model's ``decode.max_input_len`` tokens are
+translated from their beginning, with a ``warnings`` entry, as ``rnnseq translate`` does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..inference.translator import Translator
+from .batcher import Batcher, QueueFull
+
+
+@dataclass
+class Limits:
+    max_lines: int = 256
+    max_chars: int = 100_000  # per request, all lines together
+    max_wait_ms: float = 5.0
+    max_batch_tokens: int = 4096
+    max_queue: int = 4096  # lines waiting per model
+
+
+class TranslateRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str | None = Field(None, description="model name (may be left out with one model)")
+    text: list[str] = Field(..., min_length=1, description="lines to translate")
+    beam_size: int | None = Field(None, ge=1, le=64)
+    n_best: int = Field(1, ge=1, le=64)
+    length_penalty: float | None = Field(None, ge=0.0)
+    min_length: int | None = Field(None, ge=0)
+    block_ngram_repeat: int | None = Field(None, ge=0)
+    coverage_penalty: float | None = Field(None, ge=0.0)
+    return_scores: bool = False
+    return_attention: bool = False
+
+
+class Hypothesis(BaseModel):
+    text: str
+    score: float | None = None
+
+
+class Translation(BaseModel):
+    text: str
+    score: float | None = None
+    n_best: list[Hypothesis] | None = None
+    attention: list[list[float]] | None = None
+    source_tokens: list[str] | None = None
+    target_tokens: list[str] | None = None
+
+
+class TranslateResponse(BaseModel):
+    model: str
+    translations: list[Translation]
+    warnings: list[str] = []
+
+
+class ServeError(Exception):
+    def __init__(self, status: int, message: str, headers: dict | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.headers = status, message, headers
+
+
+def create_app(translators: dict[str, Translator], limits: Limits | None = None) -> FastAPI:
+    """An app serving ``translators`` by name."""
+    limits = limits or Limits()
+    batchers: dict[str, Batcher] = {}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        for name, translator in translators.items():
+            batchers[name] = Batcher(_decoder(translator), limits.max_wait_ms,
+                                     limits.max_batch_tokens, limits.max_queue)
+            batchers[name].start()
+        yield
+        for batcher in batchers.values():
+            await batcher.stop()
+
+    app = FastAPI(title="rnnseq", lifespan=lifespan,
+                  description="Recurrent sequence-to-sequence models over HTTP.")
+
+    @app.exception_handler(ServeError)
+    async def serve_error(request: Request, err: ServeError):
+        return JSONResponse({"error": err.message}, err.status, headers=err.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, err: RequestValidationError):
+        problems = [f"{'.'.join(str(p) for p in e['loc'] if p != 'body') or 'body'}: {e['msg']}"
+                    for e in err.errors()]
+        return JSONResponse({"error": "invalid request: " + "; ".join(problems)}, 422)
+
+    @app.get("/health")
+    async def health() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/ready")
+    async def ready() -> JSONResponse:
+        if len(batchers) == len(translators):
+            return JSONResponse({"status": "ready", "models": list(translators)})
+        return JSONResponse({"status": "loading"}, 503)
+
+    @app.get("/v1/models")
+    async def models() -> dict:
+        return {"models": [_describe(name, t) for name, t in translators.items()]}
+
+    @app.post("/v1/translate", response_model=TranslateResponse,
+              response_model_exclude_none=True)
+    async def translate(req: TranslateRequest) -> TranslateResponse:
+        name = _pick_model(req.model, translators)
+        if len(req.text) > limits.max_lines:
+            raise ServeError(413, f"{len(req.text)} lines; this server takes at most "
+                             f"{limits.max_lines} per request (--max-lines)")
+        chars = sum(map(len, req.text))
+        if chars > limits.max_chars:
+            raise ServeError(413, f"{chars} characters; this server takes at most "
+                             f"{limits.max_chars} per request (--max-chars)")
+        translator = translators[name]
+        beam = req.beam_size or translator.config.decode.beam_size
+        if req.n_best > beam:
+            raise ServeError(422, f"n_best ({req.n_best}) cannot exceed beam_size ({beam})")
+        options = (beam, req.n_best, req.length_penalty, req.min_length,
+                   req.block_ngram_repeat, req.coverage_penalty, req.return_attention)
+        try:
+            results = await batchers[name].submit(req.text, options)
+        except QueueFull as err:
+            raise ServeError(503, str(err), {"Retry-After": str(err.retry_after)}) from None
+        out = [_translation(hyps, req) for hyps in results]
+        return TranslateResponse(model=name, translations=out,
+                                 warnings=_truncation_warnings(translator, req.text))
+
+    return app
+
+
+def _decoder(translator: Translator):
+    def decode(lines: list[str], options: tuple):
+        beam, n_best, alpha, min_length, block, beta, attention = options
+        return translator.translate_nbest(
+            lines, beam_size=beam, n_best=n_best, length_penalty=alpha, min_length=min_length,
+            block_ngram_repeat=block, coverage_penalty=beta, return_attention=attention)
+    return decode
+
+
+def _pick_model(name: str | None, translators: dict) -> str:
+    if name is None:
+        if len(translators) == 1:
+            return next(iter(translators))
+        raise ServeError(422, f"several models are served; name one of: "
+                         f"{', '.join(translators)}")
+    if name not in translators:
+        raise ServeError(404, f"unknown model {name!r}; served: {', '.join(translators)}")
+    return name
+
+
+def _translation(hyps, req: TranslateRequest) -> Translation:
+    best = hyps[0]
+    return Translation(
+        text=best.text,
+        score=best.score if req.return_scores else None,
+        n_best=([Hypothesis(text=h.text, score=h.score if req.return_scores else None)
+                 for h in hyps] if req.n_best > 1 else None),
+        attention=best.attention if req.return_attention else None,
+        source_tokens=best.source_tokens if req.return_attention else None,
+        target_tokens=best.tokens if req.return_attention else None,
+    )
+
+
+def _truncation_warnings(translator: Translator, lines: list[str]) -> list[str]:
+    limit = translator.config.decode.max_input_len
+    warnings = []
+    for i, line in enumerate(lines):
+        n = len(translator.bundle.src_tokenizer.encode(line))
+        if n > limit:
+            warnings.append(f"line {i + 1} has {n} tokens; translated its first {limit} "
+                            "(decode.max_input_len)")
+    return warnings
+
+
+def _describe(name: str, translator: Translator) -> dict:
+    cfg = translator.config
+    return {
+        "name": name,
+        "task": f"{cfg.data.src_tokenizer} -> {cfg.data.tgt_tokenizer}",
+        "model": {"cell": cfg.model.cell, "attention": cfg.model.attention,
+                  "copy_attention": cfg.model.copy_attention, "coverage": cfg.model.coverage,
+                  "parameters": translator.bundle.model.num_parameters()},
+        "vocabulary": {"source": len(translator.bundle.src_vocab),
+                       "target": len(translator.bundle.tgt_vocab)},
+        "decoding": {"beam_size": cfg.decode.beam_size,
+                     "length_penalty": cfg.decode.length_penalty,
+                     "min_length": cfg.decode.min_length,
+                     "block_ngram_repeat": cfg.decode.block_ngram_repeat,
+                     "coverage_penalty": cfg.decode.coverage_penalty,
+                     "max_input_len": cfg.decode.max_input_len},
+        "precision": translator.precision, "quantize": translator.quantize,
+    }

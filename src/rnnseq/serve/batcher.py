@@ -1,0 +1,140 @@
+"""Batching across requests: one queue per model, decoded in batches on one worker thread.
+
+Requests put their lines on the model's queue with their decoding options. The worker takes
+the oldest waiting item, then keeps collecting for up to ``max_wait_ms`` or until
+``max_batch_tokens`` source tokens (counted as characters / 4 + 1, an estimate that needs no
+tokenizer), takes every waiting item with the same options, and decodes those lines in one
+``Translator.translate_nbest`` call, which sorts them by length. Each request gets its own
+lines back. A long request is split into pieces of at most ``max_batch_tokens``, so it never
+holds the others back by more than one batch. The queue holds at most ``max_queue`` lines;
+beyond that :class:`QueueFull` asks the client to come back later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+
+class QueueFull(Exception):
+    """The model's queue is full; retry after ``retry_after`` seconds."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"the queue is full; retry after {retry_after} s")
+        self.retry_after = retry_after
+
+
+@dataclass
+class _Item:
+    lines: list[str]
+    options: tuple  # hashable decoding options: items batch together only when equal
+    future: asyncio.Future
+    enqueued: float = field(default_factory=time.perf_counter)
+
+
+def estimate_tokens(line: str) -> int:
+    return len(line) // 4 + 1
+
+
+class Batcher:
+    """Collects lines for one model and decodes them in batches (``decode(lines, options)``
+    runs on a worker thread and returns one result per line)."""
+
+    def __init__(self, decode, max_wait_ms: float = 5.0, max_batch_tokens: int = 4096,
+                 max_queue: int = 4096) -> None:
+        self.decode = decode
+        self.max_wait = max_wait_ms / 1000.0
+        self.max_batch_tokens = max_batch_tokens
+        self.max_queue = max_queue
+        self.waiting: list[_Item] = []
+        self.queued_lines = 0
+        self.wakeup = asyncio.Event()
+        self.batch_sizes: list[int] = []  # recent batch sizes in lines (for /metrics)
+        self.task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self.task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+
+    async def submit(self, lines: list[str], options: tuple) -> list:
+        """Decode ``lines`` with ``options``; returns one result per line, in order."""
+        if self.queued_lines + len(lines) > self.max_queue:
+            raise QueueFull(retry_after=1)
+        loop = asyncio.get_running_loop()
+        pieces, piece, tokens = [], [], 0
+        for line in lines:  # split long requests so that one batch holds at most one piece
+            cost = estimate_tokens(line)
+            if piece and tokens + cost > self.max_batch_tokens:
+                pieces.append(piece)
+                piece, tokens = [], 0
+            piece.append(line)
+            tokens += cost
+        if piece:
+            pieces.append(piece)
+        items = [_Item(p, options, loop.create_future()) for p in pieces]
+        self.waiting.extend(items)
+        self.queued_lines += len(lines)
+        self.wakeup.set()
+        try:
+            results = await asyncio.gather(*(item.future for item in items))
+        except asyncio.CancelledError:  # the client went away: drop what has not started
+            for item in items:
+                if item in self.waiting:
+                    self.waiting.remove(item)
+                    self.queued_lines -= len(item.lines)
+            raise
+        return [r for part in results for r in part]
+
+    def _take_batch(self) -> list[_Item]:
+        first = self.waiting[0]
+        batch, tokens = [], 0
+        for item in list(self.waiting):
+            if item.options != first.options:
+                continue
+            cost = sum(estimate_tokens(line) for line in item.lines)
+            if batch and tokens + cost > self.max_batch_tokens:
+                break
+            batch.append(item)
+            tokens += cost
+        for item in batch:
+            self.waiting.remove(item)
+            self.queued_lines -= len(item.lines)
+        return batch
+
+    async def _run(self) -> None:
+        while True:
+            if not self.waiting:
+                self.wakeup.clear()
+                await self.wakeup.wait()
+                continue
+            deadline = self.waiting[0].enqueued + self.max_wait
+            while time.perf_counter() < deadline and self._waiting_tokens() < \
+                    self.max_batch_tokens:
+                await asyncio.sleep(min(0.001, max(0.0, deadline - time.perf_counter())))
+            batch = [item for item in self._take_batch() if not item.future.done()]
+            if not batch:
+                continue
+            lines = [line for item in batch for line in item.lines]
+            self.batch_sizes.append(len(lines))
+            del self.batch_sizes[:-1000]
+            try:
+                results = await asyncio.to_thread(self.decode, lines, batch[0].options)
+            except Exception as err:  # noqa: BLE001 - the requests get the error, not the loop
+                for item in batch:
+                    if not item.future.done():
+                        item.future.set_exception(err)
+                continue
+            start = 0
+            for item in batch:
+                part = results[start : start + len(item.lines)]
+                start += len(item.lines)
+                if not item.future.done():
+                    item.future.set_result(part)
+
+    def _waiting_tokens(self) -> int:
+        return sum(estimate_tokens(line) for item in self.waiting for line in item.lines)

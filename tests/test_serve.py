@@ -1,0 +1,184 @@
+"""`rnnseq serve`: the API, batching across requests, limits and errors."""
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+pytest.importorskip("fastapi", reason="rnnseq serve needs the [serve] extra")
+import httpx  # noqa: E402
+
+from rnnseq.cli import main  # noqa: E402
+from rnnseq.inference.translator import load  # noqa: E402
+from rnnseq.serve.batcher import Batcher, QueueFull  # noqa: E402
+
+from .test_cli import CONFIG, PAIRS  # noqa: E402
+
+INPUTS = ["abc", "cab", "bca", "aab", "ccba", "a", "bacab"]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("serve")
+    (d / "train.tsv").write_text("".join(f"{s}\t{t}\n" for s, t in PAIRS))
+    (d / "valid.tsv").write_text("".join(f"{s}\t{t}\n" for s, t in PAIRS[:3]))
+    (d / "config.yaml").write_text(CONFIG.format(d=d))
+    assert main(["-q", "train", str(d / "config.yaml"), "--set", "train.max_steps=30"]) == 0
+    return d / "model" / "best"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(model_dir):
+    port = free_port()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rnnseq", "-q", "serve", f"toy={model_dir}", "--port", str(port),
+         "--max-lines", "50", "--max-chars", "2000", "--max-wait-ms", "20"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            if httpx.get(url + "/ready", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None:
+            raise RuntimeError(proc.stderr.read())
+        time.sleep(0.1)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def test_health_ready_and_models(server):
+    assert httpx.get(server + "/health").json() == {"status": "ok"}
+    assert httpx.get(server + "/ready").json() == {"status": "ready", "models": ["toy"]}
+    (info,) = httpx.get(server + "/v1/models").json()["models"]
+    assert info["name"] == "toy" and info["model"]["cell"] == "gru"
+    assert info["vocabulary"]["source"] > 4 and info["decoding"]["beam_size"] == 3
+    assert "/v1/translate" in httpx.get(server + "/openapi.json").json()["paths"]
+
+
+@pytest.mark.parametrize("beam, n_best", [(1, 1), (3, 2)])
+def test_outputs_equal_the_translator(server, model_dir, beam, n_best):
+    body = {"text": INPUTS, "beam_size": beam, "n_best": n_best, "return_scores": True}
+    got = httpx.post(server + "/v1/translate", json=body).json()
+    expected = load(str(model_dir)).translate_nbest(INPUTS, beam_size=beam, n_best=n_best)
+    assert got["model"] == "toy" and len(got["translations"]) == len(INPUTS)
+    for out, hyps in zip(got["translations"], expected, strict=True):
+        assert out["text"] == hyps[0].text
+        assert out["score"] == pytest.approx(hyps[0].score, abs=1e-5)
+        if n_best > 1:
+            assert [h["text"] for h in out["n_best"]] == [h.text for h in hyps]
+
+
+def test_attention_comes_with_its_tokens(server):
+    out = httpx.post(server + "/v1/translate",
+                     json={"text": ["abc"], "return_attention": True}).json()["translations"][0]
+    assert out["source_tokens"] == ["a", "b", "c"]
+    assert len(out["attention"]) >= len(out["target_tokens"])
+    assert all(len(row) == 3 for row in out["attention"])
+
+
+def test_many_concurrent_clients_get_their_own_answers(server, model_dir):
+    expected = dict(zip(INPUTS, load(str(model_dir)).translate(INPUTS, beam_size=3),
+                        strict=True))
+
+    async def client(i, http):
+        lines = [INPUTS[(i + k) % len(INPUTS)] for k in range(1 + i % 3)]
+        r = await http.post(server + "/v1/translate", json={"text": lines})
+        assert r.status_code == 200, r.text
+        return lines, [t["text"] for t in r.json()["translations"]]
+
+    async def run_all():
+        async with httpx.AsyncClient(timeout=60) as http:
+            return await asyncio.gather(*(client(i, http) for i in range(40)))
+
+    for lines, outs in asyncio.run(run_all()):
+        assert outs == [expected[line] for line in lines]
+
+
+@pytest.mark.parametrize("body, status, message", [
+    ("{not json", 422, "invalid request"),
+    ({"text": "abc"}, 422, "text"),
+    ({"text": []}, 422, "text"),
+    ({"text": ["abc"], "beam_size": 0}, 422, "beam_size"),
+    ({"text": ["abc"], "colour": "red"}, 422, "colour"),
+    ({"text": ["abc"], "model": "nope"}, 404, "unknown model 'nope'"),
+    ({"text": ["abc"] * 51}, 413, "at most 50"),
+    ({"text": ["a" * 2001]}, 413, "2001 characters"),
+    ({"text": ["abc"], "beam_size": 2, "n_best": 3}, 422, "n_best (3) cannot exceed"),
+])
+def test_bad_requests_get_clear_json_errors(server, body, status, message):
+    if isinstance(body, str):
+        r = httpx.post(server + "/v1/translate", content=body,
+                       headers={"content-type": "application/json"})
+    else:
+        r = httpx.post(server + "/v1/translate", json=body)
+    assert r.status_code == status
+    assert message in r.json()["error"]
+    # and the server goes on serving
+    assert httpx.post(server + "/v1/translate", json={"text": ["abc"]}).status_code == 200
+
+
+def test_long_inputs_are_truncated_with_a_warning(model_dir):
+    from rnnseq.serve.app import create_app
+
+    translator = load(str(model_dir))
+    translator.config.decode.max_input_len = 4
+    app = create_app({"toy": translator})
+
+    async def call():
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+                return (await http.post("/v1/translate",
+                                        json={"text": ["abc", "abcabcab"]})).json()
+
+    r = asyncio.run(call())
+    assert r["warnings"] == ["line 2 has 8 tokens; translated its first 4 "
+                             "(decode.max_input_len)"]
+    assert r["translations"][1]["text"] == translator.translate(["abca"])[0]
+
+
+def test_batcher_batches_across_requests_and_splits_long_ones():
+    calls = []
+
+    def decode(lines, options):
+        calls.append(list(lines))
+        return [f"{line}/{options}" for line in lines]
+
+    async def scenario():
+        batcher = Batcher(decode, max_wait_ms=30, max_batch_tokens=8, max_queue=20)
+        batcher.start()
+        try:
+            small = [batcher.submit([f"s{i}"], ("o",)) for i in range(5)]
+            other = batcher.submit(["x"], ("p",))  # other options: a batch of its own
+            results = await asyncio.gather(*small, other)
+            assert results == [[f"s{i}/('o',)"] for i in range(5)] + [["x/('p',)"]]
+            assert sorted(map(len, calls)) == [1, 5]  # five requests, one decode call
+            calls.clear()
+            long = await batcher.submit([f"l{i}" for i in range(20)], ("o",))
+            assert long == [f"l{i}/('o',)" for i in range(20)]
+            assert max(map(len, calls)) <= 8 and sum(map(len, calls)) == 20
+            with pytest.raises(QueueFull):
+                await batcher.submit(["q"] * 21, ("o",))
+        finally:
+            await batcher.stop()
+
+    asyncio.run(scenario())
+
+
+def test_serve_without_models_or_with_two_of_one_name(model_dir, capsys):
+    assert main(["serve", f"a={model_dir}", f"a={model_dir}"]) == 2
+    assert "two models are named 'a'" in capsys.readouterr().err
