@@ -131,7 +131,7 @@ def test_bad_requests_get_clear_json_errors(server, body, status, message):
     assert httpx.post(server + "/v1/translate", json={"text": ["abc"]}).status_code == 200
 
 
-def test_long_inputs_are_truncated_with_a_warning(model_dir):
+def test_long_inputs_are_truncated_with_a_warning(model_dir, caplog):
     from rnnseq.serve.app import create_app
 
     translator = load(str(model_dir))
@@ -145,7 +145,11 @@ def test_long_inputs_are_truncated_with_a_warning(model_dir):
                 return (await http.post("/v1/translate",
                                         json={"text": ["abc", "abcabcab"]})).json()
 
-    r = asyncio.run(call())
+    with caplog.at_level("INFO", logger="rnnseq.serve"):
+        r = asyncio.run(call())
+    # one access-log line per request, with its latency and batch
+    assert any("POST /v1/translate 200" in m and "lines=2 batch=2" in m and " ms" in m
+               for m in caplog.messages)
     assert r["warnings"] == ["line 2 has 8 tokens; translated its first 4 "
                              "(decode.max_input_len)"]
     assert r["translations"][1]["text"] == translator.translate(["abca"])[0]
@@ -165,10 +169,12 @@ def test_batcher_batches_across_requests_and_splits_long_ones():
             small = [batcher.submit([f"s{i}"], ("o",)) for i in range(5)]
             other = batcher.submit(["x"], ("p",))  # other options: a batch of its own
             results = await asyncio.gather(*small, other)
-            assert results == [[f"s{i}/('o',)"] for i in range(5)] + [["x/('p',)"]]
+            assert [r for r, _ in results] == [[f"s{i}/('o',)"] for i in range(5)] + [
+                ["x/('p',)"]]
+            assert [size for _, size in results] == [5] * 5 + [1]
             assert sorted(map(len, calls)) == [1, 5]  # five requests, one decode call
             calls.clear()
-            long = await batcher.submit([f"l{i}" for i in range(20)], ("o",))
+            long, _ = await batcher.submit([f"l{i}" for i in range(20)], ("o",))
             assert long == [f"l{i}/('o',)" for i in range(20)]
             assert max(map(len, calls)) <= 8 and sum(map(len, calls)) == 20
             with pytest.raises(QueueFull):
@@ -182,3 +188,47 @@ def test_batcher_batches_across_requests_and_splits_long_ones():
 def test_serve_without_models_or_with_two_of_one_name(model_dir, capsys):
     assert main(["serve", f"a={model_dir}", f"a={model_dir}"]) == 2
     assert "two models are named 'a'" in capsys.readouterr().err
+
+
+def test_metrics_count_requests_latency_batches_and_queue(server):
+    httpx.post(server + "/v1/translate", json={"text": ["abc", "cab"]})
+    httpx.post(server + "/v1/translate", json={"text": ["abc"], "model": "nope"})
+    text = httpx.get(server + "/metrics").text
+    assert 'rnnseq_requests_total{path="/v1/translate",status="200"}' in text
+    assert 'rnnseq_requests_total{path="/v1/translate",status="404"}' in text
+    assert "rnnseq_request_seconds_bucket" in text
+    assert 'rnnseq_batch_lines_count{model="toy"}' in text
+    assert 'rnnseq_queue_lines{model="toy"} 0.0' in text
+
+
+def test_sigterm_drains_requests_in_flight(model_dir):
+    import signal
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "rnnseq", "-q", "serve", str(model_dir),
+                             "--port", str(port)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                if httpx.get(url + "/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+
+        async def slow_then_term():
+            async with httpx.AsyncClient(timeout=120) as http:
+                body = {"text": INPUTS * 30, "beam_size": 12, "n_best": 12}
+                pending = asyncio.ensure_future(http.post(url + "/v1/translate", json=body))
+                await asyncio.sleep(0.3)  # the request is being decoded
+                proc.send_signal(signal.SIGTERM)
+                return await pending
+
+        response = asyncio.run(slow_then_term())
+        assert response.status_code == 200
+        assert len(response.json()["translations"]) == len(INPUTS) * 30
+        assert proc.wait(timeout=60) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal
+    finally:
+        if proc.poll() is None:
+            proc.kill()

@@ -1,4 +1,5 @@
-"""The HTTP API (FastAPI): ``POST /v1/translate``, ``GET /v1/models``, ``/health``, ``/ready``.
+"""The HTTP API (FastAPI): ``POST /v1/translate``, ``GET /v1/models``, ``/health``, ``/ready``,
+``/metrics`` (Prometheus text: requests by status, latency, batch sizes, queue depth).
 
 Every error a client can cause is a JSON body ``{"error": ...}`` with a 4xx status: malformed
 JSON or wrong types 422, an unknown model 404, too many lines or characters 413, a full queue
@@ -9,15 +10,19 @@ translated from their beginning, with a ``warnings`` entry, as ``rnnseq translat
 from __future__ import annotations
 
 import contextlib
+import logging
+import time
 from dataclasses import dataclass
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..inference.translator import Translator
 from .batcher import Batcher, QueueFull
+
+log = logging.getLogger("rnnseq.serve")
 
 
 @dataclass
@@ -74,12 +79,14 @@ def create_app(translators: dict[str, Translator], limits: Limits | None = None)
     """An app serving ``translators`` by name."""
     limits = limits or Limits()
     batchers: dict[str, Batcher] = {}
+    metrics = _Metrics(batchers)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         for name, translator in translators.items():
             batchers[name] = Batcher(_decoder(translator), limits.max_wait_ms,
                                      limits.max_batch_tokens, limits.max_queue)
+            batchers[name].on_batch = metrics.batch_lines.labels(name).observe
             batchers[name].start()
         yield
         for batcher in batchers.values():
@@ -87,6 +94,24 @@ def create_app(translators: dict[str, Translator], limits: Limits | None = None)
 
     app = FastAPI(title="rnnseq", lifespan=lifespan,
                   description="Recurrent sequence-to-sequence models over HTTP.")
+
+    @app.middleware("http")
+    async def access_log(request: Request, call_next):
+        start = time.perf_counter()
+        response = await call_next(request)
+        seconds = time.perf_counter() - start
+        path = request.url.path
+        if path != "/metrics":
+            metrics.requests.labels(path, str(response.status_code)).inc()
+            metrics.latency.labels(path).observe(seconds)
+        extra = getattr(request.state, "access", "")
+        log.info("%s %s %d %.1f ms%s", request.method, path, response.status_code,
+                 seconds * 1000, extra)
+        return response
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        return Response(metrics.render(), media_type=metrics.content_type)
 
     @app.exception_handler(ServeError)
     async def serve_error(request: Request, err: ServeError):
@@ -114,7 +139,7 @@ def create_app(translators: dict[str, Translator], limits: Limits | None = None)
 
     @app.post("/v1/translate", response_model=TranslateResponse,
               response_model_exclude_none=True)
-    async def translate(req: TranslateRequest) -> TranslateResponse:
+    async def translate(req: TranslateRequest, request: Request) -> TranslateResponse:
         name = _pick_model(req.model, translators)
         if len(req.text) > limits.max_lines:
             raise ServeError(413, f"{len(req.text)} lines; this server takes at most "
@@ -130,9 +155,10 @@ def create_app(translators: dict[str, Translator], limits: Limits | None = None)
         options = (beam, req.n_best, req.length_penalty, req.min_length,
                    req.block_ngram_repeat, req.coverage_penalty, req.return_attention)
         try:
-            results = await batchers[name].submit(req.text, options)
+            results, batch = await batchers[name].submit(req.text, options)
         except QueueFull as err:
             raise ServeError(503, str(err), {"Retry-After": str(err.retry_after)}) from None
+        request.state.access = f" model={name} lines={len(req.text)} batch={batch}"
         out = [_translation(hyps, req) for hyps in results]
         return TranslateResponse(model=name, translations=out,
                                  warnings=_truncation_warnings(translator, req.text))
@@ -202,3 +228,37 @@ def _describe(name: str, translator: Translator) -> dict:
                      "max_input_len": cfg.decode.max_input_len},
         "precision": translator.precision, "quantize": translator.quantize,
     }
+
+
+class _Metrics:
+    """Prometheus metrics of one app, in a registry of its own."""
+
+    def __init__(self, batchers: dict[str, Batcher]) -> None:
+        from prometheus_client import (
+            CONTENT_TYPE_LATEST,
+            CollectorRegistry,
+            Counter,
+            Gauge,
+            Histogram,
+        )
+
+        self.registry = CollectorRegistry()
+        self.content_type = CONTENT_TYPE_LATEST
+        self.requests = Counter("rnnseq_requests", "HTTP requests by path and status",
+                                ["path", "status"], registry=self.registry)
+        self.latency = Histogram("rnnseq_request_seconds", "request latency", ["path"],
+                                 registry=self.registry,
+                                 buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30))
+        self.batch_lines = Histogram("rnnseq_batch_lines", "lines per decoded batch", ["model"],
+                                     registry=self.registry,
+                                     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512))
+        queue = Gauge("rnnseq_queue_lines", "lines waiting to be decoded", ["model"],
+                      registry=self.registry)
+        self._queue, self._batchers = queue, batchers
+
+    def render(self) -> bytes:
+        from prometheus_client import generate_latest
+
+        for name, batcher in self._batchers.items():
+            self._queue.labels(name).set(batcher.queued_lines)
+        return generate_latest(self.registry)

@@ -31,6 +31,7 @@ class _Item:
     options: tuple  # hashable decoding options: items batch together only when equal
     future: asyncio.Future
     enqueued: float = field(default_factory=time.perf_counter)
+    batch_size: int = 0  # lines in the batch that decoded it
 
 
 def estimate_tokens(line: str) -> int:
@@ -50,7 +51,7 @@ class Batcher:
         self.waiting: list[_Item] = []
         self.queued_lines = 0
         self.wakeup = asyncio.Event()
-        self.batch_sizes: list[int] = []  # recent batch sizes in lines (for /metrics)
+        self.on_batch = None  # called with each batch's size in lines (metrics)
         self.task: asyncio.Task | None = None
 
     def start(self) -> None:
@@ -61,8 +62,9 @@ class Batcher:
             self.task.cancel()
             await asyncio.gather(self.task, return_exceptions=True)
 
-    async def submit(self, lines: list[str], options: tuple) -> list:
-        """Decode ``lines`` with ``options``; returns one result per line, in order."""
+    async def submit(self, lines: list[str], options: tuple) -> tuple[list, int]:
+        """Decode ``lines`` with ``options``; returns one result per line, in order, and the
+        size (in lines) of the largest batch they were decoded in."""
         if self.queued_lines + len(lines) > self.max_queue:
             raise QueueFull(retry_after=1)
         loop = asyncio.get_running_loop()
@@ -88,7 +90,7 @@ class Batcher:
                     self.waiting.remove(item)
                     self.queued_lines -= len(item.lines)
             raise
-        return [r for part in results for r in part]
+        return [r for part in results for r in part], max(item.batch_size for item in items)
 
     def _take_batch(self) -> list[_Item]:
         first = self.waiting[0]
@@ -120,8 +122,8 @@ class Batcher:
             if not batch:
                 continue
             lines = [line for item in batch for line in item.lines]
-            self.batch_sizes.append(len(lines))
-            del self.batch_sizes[:-1000]
+            if self.on_batch is not None:
+                self.on_batch(len(lines))
             try:
                 results = await asyncio.to_thread(self.decode, lines, batch[0].options)
             except Exception as err:  # noqa: BLE001 - the requests get the error, not the loop
@@ -133,6 +135,7 @@ class Batcher:
             for item in batch:
                 part = results[start : start + len(item.lines)]
                 start += len(item.lines)
+                item.batch_size = len(lines)
                 if not item.future.done():
                     item.future.set_result(part)
 
