@@ -232,3 +232,22 @@ def test_sigterm_drains_requests_in_flight(model_dir):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+# -- the API fuzzed from its own OpenAPI schema (bounded): no request makes it fail (5xx) --------
+def test_no_request_makes_the_server_fail(server):
+    schemathesis = pytest.importorskip("schemathesis")
+    from hypothesis import HealthCheck, given, settings
+
+    schema = schemathesis.openapi.from_url(server + "/openapi.json")
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert {op.path for op in operations} >= {"/v1/translate", "/v1/models", "/health"}
+    for operation in operations:
+        @given(case=operation.as_strategy())
+        @settings(max_examples=30 if operation.method.upper() == "POST" else 3, deadline=None,
+                  suppress_health_check=list(HealthCheck))
+        def call(case):
+            response = case.call(timeout=60)
+            assert response.status_code < 500, (case.body, response.text)
+
+        call()
