@@ -41,10 +41,11 @@ def free_port() -> int:
 def server(model_dir):
     port = free_port()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    log = open(model_dir.parent.parent / "server.log", "w")  # a file: a pipe could fill up
     proc = subprocess.Popen(
         [sys.executable, "-m", "rnnseq", "-q", "serve", f"toy={model_dir}", "--port", str(port),
          "--max-lines", "50", "--max-chars", "2000", "--max-wait-ms", "20"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     for _ in range(300):
         try:
@@ -53,11 +54,13 @@ def server(model_dir):
         except httpx.HTTPError:
             pass
         if proc.poll() is not None:
-            raise RuntimeError(proc.stderr.read())
+            raise RuntimeError((model_dir.parent.parent / "server.log").read_text())
         time.sleep(0.1)
     yield url
     proc.terminate()
     proc.wait(timeout=30)
+    log.close()
+    assert "Traceback" not in (model_dir.parent.parent / "server.log").read_text()
 
 
 def test_health_ready_and_models(server):
@@ -185,6 +188,34 @@ def test_batcher_batches_across_requests_and_splits_long_ones():
     asyncio.run(scenario())
 
 
+def test_a_cancelled_request_leaves_the_queue():
+    """A client that goes away: its lines not yet in a batch are dropped, the others served."""
+    decoded = []
+
+    def decode(lines, options):
+        time.sleep(0.2)
+        decoded.extend(lines)
+        return lines
+
+    async def scenario():
+        batcher = Batcher(decode, max_wait_ms=1, max_batch_tokens=2, max_queue=100)
+        batcher.start()
+        try:
+            first = asyncio.ensure_future(batcher.submit(["a"], ()))
+            await asyncio.sleep(0.05)  # "a" is being decoded
+            gone = asyncio.ensure_future(batcher.submit(["b", "c", "d"], ()))
+            await asyncio.sleep(0.01)
+            gone.cancel()
+            assert (await first)[0] == ["a"]
+            assert batcher.queued_lines == 0
+            assert (await batcher.submit(["e"], ()))[0] == ["e"]
+        finally:
+            await batcher.stop()
+
+    asyncio.run(scenario())
+    assert decoded == ["a", "e"]
+
+
 def test_serve_without_models_or_with_two_of_one_name(model_dir, capsys):
     assert main(["serve", f"a={model_dir}", f"a={model_dir}"]) == 2
     assert "two models are named 'a'" in capsys.readouterr().err
@@ -206,8 +237,8 @@ def test_sigterm_drains_requests_in_flight(model_dir):
 
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "rnnseq", "-q", "serve", str(model_dir),
-                             "--port", str(port)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                             "--port", str(port)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(300):
@@ -244,7 +275,7 @@ def test_no_request_makes_the_server_fail(server):
     assert {op.path for op in operations} >= {"/v1/translate", "/v1/models", "/health"}
     for operation in operations:
         @given(case=operation.as_strategy())
-        @settings(max_examples=30 if operation.method.upper() == "POST" else 3, deadline=None,
+        @settings(max_examples=60 if operation.method.upper() == "POST" else 3, deadline=None,
                   suppress_health_check=list(HealthCheck))
         def call(case):
             response = case.call(timeout=60)

@@ -30,8 +30,14 @@ class Hypothesis:
 
 
 def length_penalty(length: int, alpha: float) -> float:
-    """GNMT length penalty ``((5 + length) / 6) ** alpha``; 1 when ``alpha`` is 0."""
-    return ((5.0 + length) / 6.0) ** alpha if alpha else 1.0
+    """GNMT length penalty ``((5 + length) / 6) ** alpha``; 1 when ``alpha`` is 0 (and
+    infinite where it overflows a float, for absurd ``alpha``)."""
+    if not alpha:
+        return 1.0
+    try:
+        return ((5.0 + length) / 6.0) ** alpha
+    except OverflowError:
+        return math.inf
 
 
 def _step(decoder, prev, state, rules: Rules, t: int, histories):

@@ -9,6 +9,7 @@ translated from their beginning, with a ``warnings`` entry, as ``rnnseq translat
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -41,10 +42,10 @@ class TranslateRequest(BaseModel):
     text: list[str] = Field(..., min_length=1, description="lines to translate")
     beam_size: int | None = Field(None, ge=1, le=64)
     n_best: int = Field(1, ge=1, le=64)
-    length_penalty: float | None = Field(None, ge=0.0)
-    min_length: int | None = Field(None, ge=0)
-    block_ngram_repeat: int | None = Field(None, ge=0)
-    coverage_penalty: float | None = Field(None, ge=0.0)
+    length_penalty: float | None = Field(None, ge=0.0, le=10.0, description="GNMT alpha")
+    min_length: int | None = Field(None, ge=0, le=1000)
+    block_ngram_repeat: int | None = Field(None, ge=0, le=100)
+    coverage_penalty: float | None = Field(None, ge=0.0, le=100.0, description="GNMT beta")
     return_scores: bool = False
     return_attention: bool = False
 
@@ -155,7 +156,8 @@ def create_app(translators: dict[str, Translator], limits: Limits | None = None)
         options = (beam, req.n_best, req.length_penalty, req.min_length,
                    req.block_ngram_repeat, req.coverage_penalty, req.return_attention)
         try:
-            results, batch = await batchers[name].submit(req.text, options)
+            results, batch = await _unless_disconnected(
+                request, batchers[name].submit(req.text, options))
         except QueueFull as err:
             raise ServeError(503, str(err), {"Retry-After": str(err.retry_after)}) from None
         request.state.access = f" model={name} lines={len(req.text)} batch={batch}"
@@ -164,6 +166,20 @@ def create_app(translators: dict[str, Translator], limits: Limits | None = None)
                                  warnings=_truncation_warnings(translator, req.text))
 
     return app
+
+
+async def _unless_disconnected(request: Request, work):
+    """Await ``work``; if the client goes away first, cancel it (lines not yet in a batch are
+    dropped from the queue) and answer nobody."""
+    task = asyncio.ensure_future(work)
+    while True:
+        done, _ = await asyncio.wait({task}, timeout=0.05)
+        if done:
+            return task.result()
+        if await request.is_disconnected():
+            task.cancel()
+            log.info("client went away; its waiting lines were dropped")
+            raise ServeError(499, "client closed the request")
 
 
 def _decoder(translator: Translator):
