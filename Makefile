@@ -17,7 +17,7 @@ $(BIN)/python:
 # declares torch>=2.4, so pip then finds it satisfied.
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[dev,demo,serve]'
+	$(BIN)/pip install --quiet -e '.[dev,demo,serve,plot]'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -270,3 +270,20 @@ def test_line_batches_reports_invalid_utf8():
     os.close(write_fd)
     with os.fdopen(read_fd, "r") as reader, pytest.raises(DataError, match="<stdin>:2"):
         list(line_batches(reader))
+
+
+def test_plot_attention_writes_one_png_per_line(workdir, capsys):
+    pytest.importorskip("matplotlib", reason="--plot-attention needs the [plot] extra")
+    assert main(["train", str(workdir / "config.yaml"), "--set", "train.max_steps=10"]) == 0
+    model = str(workdir / "model" / "best")
+    (workdir / "in.txt").write_text("abc\ncab\nbcab\n")
+    plots = workdir / "plots"
+    assert main(["translate", model, "-i", str(workdir / "in.txt"), "--plot-attention",
+                 str(plots)]) == 0
+    files = sorted(plots.iterdir())
+    assert [f.name for f in files] == ["000001.png", "000002.png", "000003.png"]
+    assert all(f.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for f in files)
+    from PIL import Image
+
+    wide, narrow = (Image.open(files[i]).size for i in (2, 0))
+    assert wide[0] >= narrow[0]  # four source tokens draw at least as wide as three

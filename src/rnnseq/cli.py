@@ -91,7 +91,8 @@ def cmd_translate(args: argparse.Namespace) -> int:
     translator = load(args.model, device=args.device, precision=args.precision,
                       quantize=args.quantize)
     kwargs = dict(beam_size=args.beam, n_best=args.n_best, length_penalty=args.length_penalty,
-                  batch_size=args.batch_size, return_attention=bool(args.attention),
+                  batch_size=args.batch_size,
+                  return_attention=bool(args.attention or args.plot_attention),
                   min_length=args.min_length, block_ngram_repeat=args.block_ngram_repeat,
                   block_ngram_ignore=args.block_ngram_ignore,
                   coverage_penalty=args.coverage_penalty)
@@ -105,12 +106,15 @@ def cmd_translate(args: argparse.Namespace) -> int:
             out = stack.enter_context(atomic_open(args.output)) if args.output else sys.stdout
             attn_out = stack.enter_context(atomic_open(args.attention)) if args.attention else None
             batch_size = args.batch_size or translator.config.decode.batch_size
+            count = 0
             for lines in line_batches(sys.stdin, batch_size):
                 results = translator.translate_nbest(lines, **kwargs)
                 for line, result in zip(lines, results, strict=True):
                     out.write("\n".join(_format(result, args.scores)) + "\n")
                     if attn_out:
                         attn_out.write(json.dumps(_attention_record(line, result[0])) + "\n")
+                    count += 1
+                    _plot(args.plot_attention, count, result[0])
                 out.flush()
         return 0
 
@@ -126,7 +130,23 @@ def cmd_translate(args: argparse.Namespace) -> int:
         with atomic_open(args.attention) as handle:
             for sentence, result in zip(sentences, results, strict=True):
                 handle.write(json.dumps(_attention_record(sentence, result[0])) + "\n")
+    for number, result in enumerate(results, 1):
+        _plot(args.plot_attention, number, result[0])
     return 0
+
+
+def _plot(directory: str | None, number: int, hyp) -> None:
+    """Write input line ``number``'s attention heat map to DIRECTORY/NNNNNN.png."""
+    if directory is None:
+        return
+    from .errors import UsageError
+    from .plot import plot_attention
+
+    if hyp.attention is None:
+        raise UsageError("--plot-attention: this model has no attention (attention: none)")
+    folder = Path(directory)
+    folder.mkdir(parents=True, exist_ok=True)
+    plot_attention(hyp.source_tokens, hyp.tokens, hyp.attention, folder / f"{number:06d}.png")
 
 
 def _attention_record(source: str, hyp) -> dict:
@@ -259,6 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scores", action="store_true", help="append a tab and the score")
     p.add_argument("--attention", metavar="FILE",
                    help="write attention weights of the best hypothesis as JSON lines")
+    p.add_argument("--plot-attention", metavar="DIR",
+                   help="write each input line's attention heat map to DIR/NNNNNN.png")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
                    help="bf16 autocast runs faster on CPUs with bf16 support; fp16 is GPU only")
