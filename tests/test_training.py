@@ -37,12 +37,12 @@ def test_schedules():
     assert [step.lr(s) for s in (1, 9, 10, 25)] == [1.0, 1.0, 0.5, 0.25]
     plateau = Schedule(TrainConfig(lr=1.0, schedule="plateau", plateau_patience=1,
                                    decay_factor=0.1, min_lr=0.05))
-    assert not plateau.report(3.0, higher_is_better=False)
-    assert not plateau.report(3.5, higher_is_better=False)  # 1 bad: within patience
-    assert plateau.report(3.2, higher_is_better=False)      # 2 bad: decay
+    assert not plateau.report(3.0, "loss")
+    assert not plateau.report(3.5, "loss")  # 1 bad: within patience
+    assert plateau.report(3.2, "loss")      # 2 bad: decay
     assert plateau.lr(50) == pytest.approx(0.1)
-    plateau.report(9, False)
-    plateau.report(9, False)
+    plateau.report(9, "loss")
+    plateau.report(9, "loss")
     assert plateau.lr(50) == 0.05  # floored at min_lr
     again = Schedule(plateau.cfg)
     again.load_state_dict(plateau.state_dict())

@@ -239,6 +239,16 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 # -- parser -------------------------------------------------------------------------------------
+def _add_loading_options(p: argparse.ArgumentParser) -> None:
+    """How a model is loaded for decoding (``translate`` and ``serve``)."""
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
+                   help="bf16 autocast runs faster on CPUs with bf16 support; fp16 is GPU only")
+    p.add_argument("--quantize", choices=["int8"],
+                   help="int8: dynamic int8 weights for the RNNs and linear layers (CPU, fp32 "
+                        "activations); the model directory is left as it is")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
     from .metrics import METRIC_NAMES  # light: the scorers import their packages when used
@@ -281,12 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write attention weights of the best hypothesis as JSON lines")
     p.add_argument("--plot-attention", metavar="DIR",
                    help="write each input line's attention heat map to DIR/NNNNNN.png")
-    p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
-                   help="bf16 autocast runs faster on CPUs with bf16 support; fp16 is GPU only")
-    p.add_argument("--quantize", choices=["int8"],
-                   help="int8: dynamic int8 weights for the RNNs and linear layers (CPU, fp32 "
-                        "activations); the model directory is left as it is")
+    _add_loading_options(p)
     p.set_defaults(func=cmd_translate)
 
     p = sub.add_parser("evaluate", help="score hypotheses against references",
@@ -316,9 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-chars", type=int, default=100_000, help="characters per request")
     p.add_argument("--max-queue", type=int, default=4096,
                    help="lines waiting per model; beyond it requests get 503")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
-    p.add_argument("--quantize", choices=["int8"])
+    _add_loading_options(p)
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("average", help="average the weights of several checkpoints into a "

@@ -174,7 +174,6 @@ def beam_search(
         for pos, sent in enumerate(active):
             alive_rows, alive_toks, alive_scores = [], [], []
             at_limit = t + 1 >= max_lens[sent]
-
             candidates = zip(s_list[pos], b_list[pos], tok_list[pos], strict=True)
             for rank, (score, beam, tok) in enumerate(candidates):
                 if score == float("-inf"):

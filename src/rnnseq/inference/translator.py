@@ -22,7 +22,8 @@ log = logging.getLogger("rnnseq")
 class Translation:
     """One output hypothesis as text, with its tokens, scores and optional attention
     (``attention[i][j]``: output token ``i`` on ``source_tokens[j]``, the source as the model
-    read it: normalized and tokenized, truncated to ``decode.max_input_len``)."""
+    read it: normalized and tokenized, truncated to ``decode.max_input_len``). ``truncated_from``
+    is the input's length in tokens when it was truncated (None otherwise)."""
 
     text: str
     tokens: list[str]
@@ -30,6 +31,7 @@ class Translation:
     log_prob: float
     attention: list[list[float]] | None = None
     source_tokens: list[str] | None = None
+    truncated_from: int | None = None
 
 
 class Translator:
@@ -96,10 +98,12 @@ class Translator:
         rules = self._rules(min_length, block_ngram_repeat, block_ngram_ignore, coverage_penalty)
         # The source tokenizer normalizes each sentence first, exactly as in training.
         src_tokens = [self.bundle.src_tokenizer.encode(s) for s in sentences]
+        truncated: dict[int, int] = {}  # input -> its length before truncation
         for i, tokens in enumerate(src_tokens):
             if len(tokens) > dc.max_input_len:
                 log.warning("input %d has %d tokens; translating its first %d "
                             "(decode.max_input_len)", i + 1, len(tokens), dc.max_input_len)
+                truncated[i] = len(tokens)
                 src_tokens[i] = tokens[: dc.max_input_len]
         src_ids = [self.bundle.src_vocab.encode(tokens) for tokens in src_tokens]
         # copy attention: each sentence's extended vocabulary (its source tokens' ids, its OOVs)
@@ -117,7 +121,8 @@ class Translator:
             hyps = self._search(batch, beam, n_best, alpha, return_attention, rules)
             for i, sent_hyps in zip(index, hyps, strict=True):
                 oov = [] if extended is None else extended[i][1]
-                results[i] = [self._to_translation(h, src_tokens[i], oov) for h in sent_hyps]
+                results[i] = [self._to_translation(h, src_tokens[i], oov, truncated.get(i))
+                              for h in sent_hyps]
         return results  # type: ignore[return-value]
 
     def _rules(self, min_length, block_ngram_repeat, block_ngram_ignore,
@@ -159,12 +164,12 @@ class Translator:
             return beam_search(self.model.decoder, state, limits, beam, n_best, alpha,
                                return_attention, rules=rules, src_lengths=lengths)
 
-    def _to_translation(self, hyp: Hypothesis, source_tokens: list[str],
-                        oov: list[str]) -> Translation:
+    def _to_translation(self, hyp: Hypothesis, source_tokens: list[str], oov: list[str],
+                        truncated_from: int | None) -> Translation:
         tokens = decode_extended(hyp.tokens, self.bundle.tgt_vocab, oov)
         attention = None if hyp.attention is None else hyp.attention.float().cpu().tolist()
         return Translation(self.bundle.tgt_tokenizer.decode(tokens), tokens, hyp.score,
-                           hyp.log_prob, attention, source_tokens)
+                           hyp.log_prob, attention, source_tokens, truncated_from)
 
 
 def load(path: str, device: str = "cpu", precision: str = "fp32",

@@ -163,7 +163,7 @@ def create_app(translators: dict[str, Translator], limits: Limits | None = None)
         request.state.access = f" model={name} lines={len(req.text)} batch={batch}"
         out = [_translation(hyps, req) for hyps in results]
         return TranslateResponse(model=name, translations=out,
-                                 warnings=_truncation_warnings(translator, req.text))
+                                 warnings=_truncation_warnings(translator, results))
 
     return app
 
@@ -215,15 +215,12 @@ def _translation(hyps, req: TranslateRequest) -> Translation:
     )
 
 
-def _truncation_warnings(translator: Translator, lines: list[str]) -> list[str]:
+def _truncation_warnings(translator: Translator, results) -> list[str]:
+    """A warning for each line the translator truncated (``Translation.truncated_from``)."""
     limit = translator.config.decode.max_input_len
-    warnings = []
-    for i, line in enumerate(lines):
-        n = len(translator.bundle.src_tokenizer.encode(line))
-        if n > limit:
-            warnings.append(f"line {i + 1} has {n} tokens; translated its first {limit} "
-                            "(decode.max_input_len)")
-    return warnings
+    return [f"line {i} has {hyps[0].truncated_from} tokens; translated its first {limit} "
+            "(decode.max_input_len)" for i, hyps in enumerate(results, 1)
+            if hyps[0].truncated_from is not None]
 
 
 def _describe(name: str, translator: Translator) -> dict:

@@ -13,6 +13,7 @@ beyond that :class:`QueueFull` asks the client to come back later.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass, field
 
@@ -30,6 +31,7 @@ class _Item:
     lines: list[str]
     options: tuple  # hashable decoding options: items batch together only when equal
     future: asyncio.Future
+    tokens: int  # estimated source tokens of its lines
     enqueued: float = field(default_factory=time.perf_counter)
     batch_size: int = 0  # lines in the batch that decoded it
 
@@ -50,6 +52,7 @@ class Batcher:
         self.max_queue = max_queue
         self.waiting: list[_Item] = []
         self.queued_lines = 0
+        self.queued_tokens = 0
         self.wakeup = asyncio.Event()
         self.on_batch = None  # called with each batch's size in lines (metrics)
         self.task: asyncio.Task | None = None
@@ -68,27 +71,26 @@ class Batcher:
         if self.queued_lines + len(lines) > self.max_queue:
             raise QueueFull(retry_after=1)
         loop = asyncio.get_running_loop()
-        pieces, piece, tokens = [], [], 0
+        items: list[_Item] = []
+        piece, tokens = [], 0
         for line in lines:  # split long requests so that one batch holds at most one piece
             cost = estimate_tokens(line)
             if piece and tokens + cost > self.max_batch_tokens:
-                pieces.append(piece)
+                items.append(_Item(piece, options, loop.create_future(), tokens))
                 piece, tokens = [], 0
             piece.append(line)
             tokens += cost
-        if piece:
-            pieces.append(piece)
-        items = [_Item(p, options, loop.create_future()) for p in pieces]
+        items.append(_Item(piece, options, loop.create_future(), tokens))
         self.waiting.extend(items)
         self.queued_lines += len(lines)
+        self.queued_tokens += sum(item.tokens for item in items)
         self.wakeup.set()
         try:
             results = await asyncio.gather(*(item.future for item in items))
         except asyncio.CancelledError:  # the client went away: drop what has not started
             for item in items:
                 if item in self.waiting:
-                    self.waiting.remove(item)
-                    self.queued_lines -= len(item.lines)
+                    self._dequeue(item)
             raise
         return [r for part in results for r in part], max(item.batch_size for item in items)
 
@@ -98,15 +100,18 @@ class Batcher:
         for item in list(self.waiting):
             if item.options != first.options:
                 continue
-            cost = sum(estimate_tokens(line) for line in item.lines)
-            if batch and tokens + cost > self.max_batch_tokens:
+            if batch and tokens + item.tokens > self.max_batch_tokens:
                 break
             batch.append(item)
-            tokens += cost
+            tokens += item.tokens
         for item in batch:
-            self.waiting.remove(item)
-            self.queued_lines -= len(item.lines)
+            self._dequeue(item)
         return batch
+
+    def _dequeue(self, item: _Item) -> None:
+        self.waiting.remove(item)
+        self.queued_lines -= len(item.lines)
+        self.queued_tokens -= item.tokens
 
     async def _run(self) -> None:
         while True:
@@ -115,9 +120,13 @@ class Batcher:
                 await self.wakeup.wait()
                 continue
             deadline = self.waiting[0].enqueued + self.max_wait
-            while time.perf_counter() < deadline and self._waiting_tokens() < \
-                    self.max_batch_tokens:
-                await asyncio.sleep(min(0.001, max(0.0, deadline - time.perf_counter())))
+            while self.queued_tokens < self.max_batch_tokens:  # wait for more, or the deadline
+                left = deadline - time.perf_counter()
+                if left <= 0:
+                    break
+                self.wakeup.clear()  # submit() sets it again
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self.wakeup.wait(), left)
             batch = [item for item in self._take_batch() if not item.future.done()]
             if not batch:
                 continue
@@ -138,6 +147,3 @@ class Batcher:
                 item.batch_size = len(lines)
                 if not item.future.done():
                     item.future.set_result(part)
-
-    def _waiting_tokens(self) -> int:
-        return sum(estimate_tokens(line) for item in self.waiting for line in item.lines)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 from ..config import TrainConfig
+from ..metrics import is_better
 
 
 class Schedule:
@@ -38,13 +39,12 @@ class Schedule:
             rate *= step / warm
         return max(rate, c.min_lr) if step >= warm else rate
 
-    def report(self, value: float, higher_is_better: bool) -> bool:
-        """Tell the schedule a validation result; returns True when the rate was decayed."""
+    def report(self, value: float, metric: str) -> bool:
+        """Tell the schedule a validation result of ``metric``; returns True when the rate was
+        decayed."""
         if self.cfg.schedule != "plateau":
             return False
-        better = (self.plateau_best is None
-                  or (value > self.plateau_best if higher_is_better else value < self.plateau_best))
-        if better:
+        if is_better(metric, value, self.plateau_best):
             self.plateau_best, self.plateau_bad = value, 0
             return False
         self.plateau_bad += 1

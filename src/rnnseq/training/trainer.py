@@ -30,7 +30,7 @@ from ..data.vocab import Vocab
 from ..errors import OutputError, TrainingError
 from ..faults import fault_point
 from ..inference.translator import Translator
-from ..metrics import HIGHER_IS_BETTER, is_better, score
+from ..metrics import is_better, score
 from ..model.seq2seq import Seq2Seq
 from ..modeldir import ModelBundle, load_config, load_weights
 from ..precision import autocast
@@ -256,11 +256,13 @@ class Trainer:
                  self.epoch + 1, self.batch_in_epoch)
 
     def _added_parameters(self, saved: Config) -> set[str]:
-        """Names of the parameters that the resumed config adds to the saved one's model."""
-        if saved.model.coverage or not self.config.model.coverage:
+        """Names of the parameters that the resumed config adds to the saved one's model (only
+        an ADDABLE_SETTINGS key switched on can add any: check_resume_config refuses the rest)."""
+        if model_settings(saved) == model_settings(self.config):
             return set()
-        return {name for name, _ in self.model.named_parameters()
-                if name.endswith("coverage_weight")}
+        before = Seq2Seq(saved, len(self.vocab.src_vocab), len(self.vocab.tgt_vocab))
+        return ({name for name, _ in self.model.named_parameters()}
+                - {name for name, _ in before.named_parameters()})
 
     # -- the loop -----------------------------------------------------------------------------
     def train(self) -> TrainResult:
@@ -537,13 +539,12 @@ class Trainer:
         is_best = self.valid_data is None  # nothing to compare on: the latest is the best
         if metric in result:
             value = result[metric]
-            higher = HIGHER_IS_BETTER[metric]
             is_best = is_better(metric, value, self.best_value)
             if is_best:
                 self.best_value, self.best_step, self.bad_validations = value, self.step, 0
             else:
                 self.bad_validations += 1
-            if self.schedule.report(value, higher):
+            if self.schedule.report(value, metric):
                 log.info("plateau: learning rate scaled to %.3g", self.schedule.lr(self.step))
             parts = [f"{k} {v:.4f}" for k, v in result.items() if k != "step"]
             log.info("validation at step %d: %s%s", self.step, "  ".join(parts),
