@@ -1,4 +1,4 @@
-"""Command line: ``rnnseq train | translate | evaluate | average | demo | config``.
+"""Command line: ``rnnseq train | translate | evaluate | serve | average | demo | config``.
 
 Each sub-command parses its arguments and calls one library function. Heavy modules (torch)
 are imported inside the commands, so ``rnnseq --help`` is instant.
