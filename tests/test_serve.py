@@ -37,30 +37,39 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(model_dir):
+def start_server(model_dir, log_path, *options):
+    """`rnnseq serve` in a subprocess on a free loopback port, once it is ready: (proc, url).
+    Its output goes to a file: a pipe could fill up."""
     port = free_port()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    log = open(model_dir.parent.parent / "server.log", "w")  # a file: a pipe could fill up
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "rnnseq", "-q", "serve", f"toy={model_dir}", "--port", str(port),
-         "--max-lines", "50", "--max-chars", "2000", "--max-wait-ms", "20"],
-        env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "rnnseq", "-q", "serve", f"toy={model_dir}",
+             "--port", str(port), *options],
+            env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     for _ in range(300):
         try:
             if httpx.get(url + "/ready", timeout=1).status_code == 200:
-                break
+                return proc, url
         except httpx.HTTPError:
             pass
         if proc.poll() is not None:
-            raise RuntimeError((model_dir.parent.parent / "server.log").read_text())
+            break
         time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError(log_path.read_text())
+
+
+@pytest.fixture(scope="module")
+def server(model_dir):
+    log = model_dir.parent.parent / "server.log"
+    proc, url = start_server(model_dir, log, "--max-lines", "50", "--max-chars", "2000",
+                             "--max-wait-ms", "20")
     yield url
     proc.terminate()
     proc.wait(timeout=30)
-    log.close()
-    assert "Traceback" not in (model_dir.parent.parent / "server.log").read_text()
+    assert "Traceback" not in log.read_text()
 
 
 def test_health_ready_and_models(server):
@@ -232,22 +241,11 @@ def test_metrics_count_requests_latency_batches_and_queue(server):
     assert 'rnnseq_queue_lines{model="toy"} 0.0' in text
 
 
-def test_sigterm_drains_requests_in_flight(model_dir):
+def test_sigterm_drains_requests_in_flight(model_dir, tmp_path):
     import signal
 
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "rnnseq", "-q", "serve", str(model_dir),
-                             "--port", str(port)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
+    proc, url = start_server(model_dir, tmp_path / "server.log")
     try:
-        for _ in range(300):
-            try:
-                if httpx.get(url + "/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-
         async def slow_then_term():
             async with httpx.AsyncClient(timeout=120) as http:
                 body = {"text": INPUTS * 30, "beam_size": 12, "n_best": 12}
@@ -263,6 +261,46 @@ def test_sigterm_drains_requests_in_flight(model_dir):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_a_client_that_goes_away_has_its_work_dropped(model_dir, tmp_path):
+    """Over HTTP: a client closes its connection mid-request; the lines not yet decoded leave
+    the queue (counted in /metrics), and the server goes on answering others."""
+    log = tmp_path / "server.log"
+    # one line per batch, so that most of the request is still waiting when the client leaves
+    proc, url = start_server(model_dir, log, "--max-batch-tokens", "1", "--max-wait-ms", "1")
+    try:
+        async def leave_early():
+            async with httpx.AsyncClient(timeout=120) as http:
+                body = {"text": INPUTS * 30, "beam_size": 12, "n_best": 12}
+                pending = asyncio.ensure_future(http.post(url + "/v1/translate", json=body))
+                await asyncio.sleep(0.5)
+                pending.cancel()  # closes the connection
+                with pytest.raises(asyncio.CancelledError):
+                    await pending
+
+        asyncio.run(leave_early())
+
+        def metric(name):
+            for line in httpx.get(url + "/metrics").text.splitlines():
+                if line.startswith(name):
+                    return float(line.split()[-1])
+            return 0.0
+
+        for _ in range(100):
+            if metric('rnnseq_dropped_lines_total{model="toy"}') > 0:
+                break
+            time.sleep(0.05)
+        dropped = metric('rnnseq_dropped_lines_total{model="toy"}')
+        assert 0 < dropped < len(INPUTS) * 30
+        assert metric('rnnseq_queue_lines{model="toy"}') == 0
+        assert metric('rnnseq_requests_total{path="/v1/translate",status="499"}') == 1
+        r = httpx.post(url + "/v1/translate", json={"text": ["abc"]}, timeout=30)
+        assert r.status_code == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert "Traceback" not in log.read_text()
 
 
 # -- the API fuzzed from its own OpenAPI schema (bounded): no request makes it fail (5xx) --------
@@ -282,3 +320,92 @@ def test_no_request_makes_the_server_fail(server):
             assert response.status_code < 500, (case.body, response.text)
 
         call()
+
+
+# -- the page, end to end in a real headless Chromium ------------------------------------------
+def test_the_page_needs_nothing_from_outside(server):
+    html = httpx.get(server + "/").text
+    assert 'id="heatmap"' in html
+    for asset in ("static/page.js", "static/page.css", "static/favicon.svg"):
+        r = httpx.get(f"{server}/{asset}")
+        assert r.status_code == 200 and len(r.text) > 200
+        html += r.text
+    html = html.replace('xmlns="http://www.w3.org/2000/svg"', "")  # a name, not a fetch
+    assert "http://" not in html and "https://" not in html and "//cdn" not in html
+
+
+def chromium(profile):
+    """Headless Chromium driven by Selenium, or a skip saying what is missing (a failure when
+    RNNSEQ_REQUIRE_BROWSER is set, as in CI, which installs it)."""
+    import shutil
+
+    binary = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    if not (binary and driver):
+        message = ("Chromium and chromedriver not found on PATH "
+                   "(Debian: apt-get install chromium chromium-driver)")
+        if os.environ.get("RNNSEQ_REQUIRE_BROWSER"):
+            pytest.fail(message)
+        pytest.skip(message)
+    webdriver = pytest.importorskip("selenium.webdriver", reason="the browser test needs selenium")
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--no-first-run", f"--user-data-dir={profile}", "--window-size=1280,900"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    return webdriver.Chrome(options=options,
+                            service=webdriver.ChromeService(executable_path=driver))
+
+
+def test_the_page_translates_and_draws_attention(server, model_dir, tmp_path):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    expected = load(str(model_dir)).translate_nbest(["abc"], beam_size=3, n_best=3,
+                                                    return_attention=True)[0]
+    browser = chromium(tmp_path / "profile")
+    try:
+        browser.get(server + "/")
+        wait = WebDriverWait(browser, 30)
+        wait.until(lambda b: b.find_element(By.ID, "model").get_attribute("value") == "toy")
+        assert "GRU" in browser.find_element(By.ID, "model-info").text
+        assert browser.find_element(By.ID, "beam").get_attribute("value") == "3"
+        browser.find_element(By.ID, "source").send_keys("abc")
+        browser.find_element(By.ID, "translate").click()
+        wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, "#outputs .hyp"))
+
+        def texts(selector):
+            return [e.get_attribute("textContent")
+                    for e in browser.find_elements(By.CSS_SELECTOR, selector)]
+
+        assert texts("#outputs .hyp") == [expected[0].text]
+        assert texts("#nbest-list .text") == [h.text for h in expected]
+        for shown, hyp in zip(texts("#nbest-list .score"), expected, strict=True):
+            assert float(shown) == pytest.approx(hyp.score, abs=1e-3)
+        # the heat map: one cell per source x target token, labelled by the tokens
+        best = expected[0]
+        cells = browser.find_elements(By.CSS_SELECTOR, "#heatmap .heat-cell")
+        assert len(cells) == len(best.attention) * 3
+        assert texts("#heatmap .col-label") == ["a", "b", "c"]
+        rows = texts("#heatmap .row-label")
+        assert rows[:len(best.tokens)] == best.tokens and len(rows) == len(best.attention)
+        # hovering a cell shows its tokens and weight
+        ActionChains(browser).move_to_element(cells[1]).perform()
+        tip = browser.find_element(By.ID, "tooltip")
+        wait.until(lambda b: tip.is_displayed())
+        assert f"{best.attention[0][1]:.3f}" in tip.text and rows[0] in tip.text
+        # choosing another hypothesis draws its attention
+        browser.find_elements(By.CSS_SELECTOR, "#nbest-list li")[2].click()
+        cells = browser.find_elements(By.CSS_SELECTOR, "#heatmap .heat-cell")
+        assert len(cells) == len(expected[2].attention) * 3
+        assert float(cells[0].get_attribute("data-weight")) == pytest.approx(
+            expected[2].attention[0][0], abs=1e-3)
+        shot = tmp_path / "page.png"  # to look at when this test fails
+        assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
+        errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+        assert not errors, errors
+    finally:
+        browser.quit()

@@ -1,5 +1,8 @@
 """The HTTP API (FastAPI): ``POST /v1/translate``, ``GET /v1/models``, ``/health``, ``/ready``,
-``/metrics`` (Prometheus text: requests by status, latency, batch sizes, queue depth).
+``/metrics`` (Prometheus text: requests by status, latency, batch sizes, queue depth, lines
+dropped for clients that went away), and the
+page at ``/`` (``static/``: HTML, CSS and JavaScript served by the app itself, so it works
+offline).
 
 Every error a client can cause is a JSON body ``{"error": ...}`` with a 4xx status: malformed
 JSON or wrong types 422, an unknown model 404, too many lines or characters 413, a full queue
@@ -14,16 +17,19 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..inference.translator import Translator
 from .batcher import Batcher, QueueFull
 
 log = logging.getLogger("rnnseq.serve")
+STATIC = Path(__file__).with_name("static")
 
 
 @dataclass
@@ -53,6 +59,8 @@ class TranslateRequest(BaseModel):
 class Hypothesis(BaseModel):
     text: str
     score: float | None = None
+    attention: list[list[float]] | None = None
+    target_tokens: list[str] | None = None
 
 
 class Translation(BaseModel):
@@ -88,6 +96,7 @@ def create_app(translators: dict[str, Translator], limits: Limits | None = None)
             batchers[name] = Batcher(_decoder(translator), limits.max_wait_ms,
                                      limits.max_batch_tokens, limits.max_queue)
             batchers[name].on_batch = metrics.batch_lines.labels(name).observe
+            batchers[name].on_drop = metrics.dropped_lines.labels(name).inc
             batchers[name].start()
         yield
         for batcher in batchers.values():
@@ -96,19 +105,7 @@ def create_app(translators: dict[str, Translator], limits: Limits | None = None)
     app = FastAPI(title="rnnseq", lifespan=lifespan,
                   description="Recurrent sequence-to-sequence models over HTTP.")
 
-    @app.middleware("http")
-    async def access_log(request: Request, call_next):
-        start = time.perf_counter()
-        response = await call_next(request)
-        seconds = time.perf_counter() - start
-        path = request.url.path
-        if path != "/metrics":
-            metrics.requests.labels(path, str(response.status_code)).inc()
-            metrics.latency.labels(path).observe(seconds)
-        extra = getattr(request.state, "access", "")
-        log.info("%s %s %d %.1f ms%s", request.method, path, response.status_code,
-                 seconds * 1000, extra)
-        return response
+    app.add_middleware(_AccessLog, metrics=metrics)
 
     @app.get("/metrics")
     async def prometheus() -> Response:
@@ -123,6 +120,12 @@ def create_app(translators: dict[str, Translator], limits: Limits | None = None)
         problems = [f"{'.'.join(str(p) for p in e['loc'] if p != 'body') or 'body'}: {e['msg']}"
                     for e in err.errors()]
         return JSONResponse({"error": "invalid request: " + "; ".join(problems)}, 422)
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
 
     @app.get("/health")
     async def health() -> dict:
@@ -182,6 +185,36 @@ async def _unless_disconnected(request: Request, work):
             raise ServeError(499, "client closed the request")
 
 
+class _AccessLog:
+    """One log line and the request metrics per request. Plain ASGI, not ``@app.middleware``:
+    that wrapper hides a client's disconnection from the endpoint."""
+
+    def __init__(self, app, metrics: _Metrics) -> None:
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        start, status = time.perf_counter(), 500
+
+        async def send_noting_status(message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_noting_status)
+        finally:
+            seconds = time.perf_counter() - start
+            path = scope["path"]
+            if path != "/metrics":
+                self.metrics.requests.labels(path, str(status)).inc()
+                self.metrics.latency.labels(path).observe(seconds)
+            extra = scope.get("state", {}).get("access", "")
+            log.info("%s %s %d %.1f ms%s", scope["method"], path, status, seconds * 1000, extra)
+
+
 def _decoder(translator: Translator):
     def decode(lines: list[str], options: tuple):
         beam, n_best, alpha, min_length, block, beta, attention = options
@@ -207,7 +240,9 @@ def _translation(hyps, req: TranslateRequest) -> Translation:
     return Translation(
         text=best.text,
         score=best.score if req.return_scores else None,
-        n_best=([Hypothesis(text=h.text, score=h.score if req.return_scores else None)
+        n_best=([Hypothesis(text=h.text, score=h.score if req.return_scores else None,
+                            attention=h.attention if req.return_attention else None,
+                            target_tokens=h.tokens if req.return_attention else None)
                  for h in hyps] if req.n_best > 1 else None),
         attention=best.attention if req.return_attention else None,
         source_tokens=best.source_tokens if req.return_attention else None,
@@ -265,6 +300,8 @@ class _Metrics:
         self.batch_lines = Histogram("rnnseq_batch_lines", "lines per decoded batch", ["model"],
                                      registry=self.registry,
                                      buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512))
+        self.dropped_lines = Counter("rnnseq_dropped_lines", "lines not decoded because their "
+                                     "client went away", ["model"], registry=self.registry)
         queue = Gauge("rnnseq_queue_lines", "lines waiting to be decoded", ["model"],
                       registry=self.registry)
         self._queue, self._batchers = queue, batchers

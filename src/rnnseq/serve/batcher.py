@@ -55,6 +55,7 @@ class Batcher:
         self.queued_tokens = 0
         self.wakeup = asyncio.Event()
         self.on_batch = None  # called with each batch's size in lines (metrics)
+        self.on_drop = None  # called with the number of lines dropped for a cancelled request
         self.task: asyncio.Task | None = None
 
     def start(self) -> None:
@@ -88,9 +89,11 @@ class Batcher:
         try:
             results = await asyncio.gather(*(item.future for item in items))
         except asyncio.CancelledError:  # the client went away: drop what has not started
-            for item in items:
-                if item in self.waiting:
-                    self._dequeue(item)
+            dropped = [item for item in items if item in self.waiting]
+            for item in dropped:
+                self._dequeue(item)
+            if self.on_drop is not None and dropped:
+                self.on_drop(sum(len(item.lines) for item in dropped))
             raise
         return [r for part in results for r in part], max(item.batch_size for item in items)
 
