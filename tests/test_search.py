@@ -8,7 +8,13 @@ import torch
 
 from rnnseq.data.batching import collate
 from rnnseq.data.vocab import BOS_ID, EOS_ID
-from rnnseq.inference.search import beam_search, greedy_search, length_penalty, max_lengths
+from rnnseq.inference.search import (
+    Constraints,
+    beam_search,
+    greedy_search,
+    length_penalty,
+    max_lengths,
+)
 
 from .conftest import tiny_model, variants
 
@@ -142,8 +148,18 @@ class LastToken:
     last: torch.Tensor
     mask: torch.Tensor
 
+    @property
+    def device(self):
+        return self.mask.device
+
+    @property
+    def batch_size(self):
+        return self.mask.shape[0]
+
     def index_select(self, index):
         return LastToken(self.last.index_select(0, index), self.mask.index_select(0, index))
+
+    reorder = index_select
 
 
 class ToyDecoder:
@@ -221,9 +237,10 @@ def search_with(model, srcs, beam, rules, n_best=1, alpha=0.0, exact=True, count
     decoder = counter or model.decoder
     lengths = b.src_lengths.tolist()
     if beam == 1:
-        return greedy_search(decoder, state, limits, alpha, rules=rules, src_lengths=lengths)
+        return greedy_search(decoder, state, limits, alpha,
+                             constraints=Constraints(rules, lengths))
     return beam_search(decoder, state, limits, beam, n_best, alpha, exact_stop=exact,
-                       rules=rules, src_lengths=lengths)
+                       constraints=Constraints(rules, lengths))
 
 
 @pytest.mark.parametrize("n", [1, 2, 3])
@@ -307,4 +324,4 @@ def _beam_one(model, rules):
     b = collate(SRC, None, list(range(len(SRC))))
     state = model.init_state(model.encode(b.src, b.src_lengths))
     return beam_search(model.decoder, state, max_lengths(b.src_lengths, 2.0, 40), 1, 1, 0.6,
-                       rules=rules, src_lengths=b.src_lengths.tolist())
+                       constraints=Constraints(rules, b.src_lengths.tolist()))

@@ -206,7 +206,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     limits = Limits(args.max_lines, args.max_chars, args.max_wait_ms, args.max_batch_tokens,
                     args.max_queue)
     uvicorn.run(create_app(translators, limits), host=args.host, port=args.port,
-                log_level="warning" if args.quiet else "info")
+                log_level="warning" if args.quiet else "info",
+                access_log=False)  # the app logs each request itself, with its batch
     return 0
 
 

@@ -1,16 +1,19 @@
-"""Greedy and batched beam search over any decoder with ``step(prev_tokens, state)``.
+"""Greedy search, sampling and batched beam search over any decoder that keeps the
+:class:`StepDecoder` contract.
 
-The decoder contract: ``step(prev (B,), state) -> (log_probs (B, V), state, attn (B, S) | None)``
-and ``state.index_select(rows)``; a state may also offer ``reorder(rows)`` for rows that stay
-within their sentence (beam back-pointers), which can leave the source side in place. Search
-never looks inside the state, so every decoder variant works with every search. Finished
+Search never looks inside a decoder state: all it may do with one is written down in
+:class:`SearchState` (its device and number of rows; select rows; reorder rows within their
+sentences). So every decoder variant works with every search, and an ensemble of decoders
+(:mod:`rnnseq.inference.ensemble`) is just another implementation of the contract. Finished
 sentences leave the working batch, which keeps each step's batch as small as the work left.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 
@@ -18,10 +21,39 @@ from ..data.vocab import BOS_ID, EOS_ID, PAD_ID
 from .rules import NO_RULES, Rules
 
 
+class SearchState(Protocol):
+    """What search may do with a decoder state. Rows are sentences, beam hypotheses or
+    samples; a state is immutable: each method returns a new one."""
+
+    @property
+    def device(self) -> torch.device:
+        """Where the state's tensors live (search puts its token tensors there)."""
+
+    @property
+    def batch_size(self) -> int:
+        """The number of rows."""
+
+    def index_select(self, index: torch.Tensor) -> SearchState:
+        """Rows ``index (R,)`` in that order: repeat rows (a beam per sentence), drop finished
+        ones, follow back-pointers."""
+
+    def reorder(self, index: torch.Tensor) -> SearchState:
+        """As :meth:`index_select`, for an ``index`` that maps every row to a row of the same
+        source sentence: an implementation may leave the source side in place."""
+
+
+class StepDecoder(Protocol):
+    def step(self, prev: torch.Tensor, state: SearchState
+             ) -> tuple[torch.Tensor, SearchState, torch.Tensor | None]:
+        """The next token's log-probabilities ``(R, V)`` after ``prev (R,)``, the new state and
+        the step's attention ``(R, S)`` (None for a model without attention)."""
+
+
 @dataclass
 class Hypothesis:
     """One output: token ids (without ``</s>``), its summed log-probability, its score
-    (log-probability divided by the length penalty) and optionally attention ``(T, S)``."""
+    (log-probability divided by the length penalty, plus the coverage penalty) and optionally
+    attention ``(T, S)``."""
 
     tokens: list[int]
     log_prob: float
@@ -40,14 +72,55 @@ def length_penalty(length: int, alpha: float) -> float:
         return math.inf
 
 
-def _step(decoder, prev, state, rules: Rules, t: int, histories):
-    """One decoder step with ``<pad>`` and ``<s>`` ruled out as outputs, and whatever ``rules``
-    rule out for rows whose outputs so far are ``histories()``."""
+def max_lengths(src_lengths: torch.Tensor, ratio: float, cap: int) -> list[int]:
+    """Per-sentence output limit: ``min(cap, ceil(ratio * source_length) + 5)``."""
+    return [min(cap, math.ceil(ratio * int(n)) + 5) for n in src_lengths.tolist()]
+
+
+@dataclass(frozen=True)
+class Constraints:
+    """What every search applies on top of the model's distribution: the decoding ``rules``
+    (:mod:`rnnseq.inference.rules`; the coverage penalty needs ``src_lengths``) and, per
+    sentence, a target ``prefix`` of token ids the output must start with (may be empty)."""
+
+    rules: Rules = NO_RULES
+    src_lengths: Sequence[int] | None = None
+    prefixes: Sequence[Sequence[int]] | None = None
+
+    def force(self, log_probs: torch.Tensor, t: int, sentences: Sequence[int]) -> None:
+        """Rows (of sentences ``sentences``) still inside their prefix at step ``t`` may only
+        take its next token: every other entry becomes ``-inf`` (in place)."""
+        if self.prefixes is None:
+            return
+        for row, sent in enumerate(sentences):
+            prefix = self.prefixes[sent]
+            if t < len(prefix):
+                keep = log_probs[row, prefix[t]].clone()
+                log_probs[row] = float("-inf")
+                log_probs[row, prefix[t]] = keep
+
+    def penalty(self, attn_sum: torch.Tensor | None, row: int, sent: int) -> float:
+        """The coverage penalty of row ``row`` (of sentence ``sent``)."""
+        if attn_sum is None:
+            return 0.0
+        if self.src_lengths is None:
+            raise ValueError("the coverage penalty needs the source lengths (src_lengths)")
+        return self.rules.penalty(attn_sum[row], self.src_lengths[sent])
+
+
+NO_CONSTRAINTS = Constraints()
+
+
+def _step(decoder: StepDecoder, prev, state, c: Constraints, t: int, sentences: Sequence[int],
+          histories: Callable[[], list[list[int]]]):
+    """One decoder step with ``<pad>`` and ``<s>`` ruled out as outputs, then whatever the
+    rules rule out for rows whose outputs so far are ``histories()``, then the prefixes."""
     lp, state, weights = decoder.step(prev, state)
     lp[:, PAD_ID] = float("-inf")
     lp[:, BOS_ID] = float("-inf")
-    if rules.needs_history(t):
-        rules.rule_out(lp, histories(), t)
+    if c.rules.needs_history(t):
+        c.rules.rule_out(lp, histories(), t)
+    c.force(lp, t, sentences)
     return lp, state, weights
 
 
@@ -60,96 +133,99 @@ def _attention_sum(total, weights, rules: Rules):
     return weights.float() if total is None else total + weights.float()
 
 
-def max_lengths(src_lengths: torch.Tensor, ratio: float, cap: int) -> list[int]:
-    """Per-sentence output limit: ``min(cap, ceil(ratio * source_length) + 5)``."""
-    return [min(cap, math.ceil(ratio * int(n)) + 5) for n in src_lengths.tolist()]
+def _select_rows(state: SearchState, index: torch.Tensor, within_sentences: bool,
+                 *tensors: torch.Tensor | None):
+    """The state and each tensor (row-aligned with it, or None) at rows ``index``."""
+    state = state.reorder(index) if within_sentences else state.index_select(index)
+    return (state, *(None if x is None else x.index_select(0, index) for x in tensors))
+
+
+def _hypothesis(tokens: list[int], ended: bool, log_prob: float, alpha: float, cp: float,
+                attention: torch.Tensor | None) -> Hypothesis:
+    """A finished hypothesis; one that ended with ``</s>`` counts it in its length."""
+    length = len(tokens) + ended
+    return Hypothesis(tokens, log_prob, log_prob / length_penalty(length, alpha) + cp, attention)
+
+
+def argmax(log_probs: torch.Tensor, sentences: Sequence[int]) -> torch.Tensor:
+    """Greedy's choice: the most probable token of each row."""
+    return log_probs.argmax(dim=-1)
 
 
 @torch.no_grad()
 def greedy_search(
-    decoder, state, max_lens: list[int], alpha: float = 0.0, return_attention: bool = False,
-    rules: Rules = NO_RULES, src_lengths: list[int] | None = None,
+    decoder: StepDecoder, state: SearchState, max_lens: list[int], alpha: float = 0.0,
+    return_attention: bool = False, constraints: Constraints = NO_CONSTRAINTS,
+    choose: Callable[[torch.Tensor, Sequence[int]], torch.Tensor] = argmax,
 ) -> list[list[Hypothesis]]:
-    """Pick the most probable token at each step. Returns one hypothesis per sentence.
-
-    ``rules`` (:mod:`rnnseq.inference.rules`) rule tokens out and add the coverage penalty,
-    which needs ``src_lengths``.
+    """One token per step for each row of ``state``: the most probable (``choose=argmax``)
+    or a sample (:class:`rnnseq.inference.sampling.Sampler`); ``choose(log_probs (R, V),
+    rows)`` is told which of the starting rows it chooses for. Returns one hypothesis per row.
     """
-    batch = len(max_lens)
-    device = state.mask.device
-    tokens: list[list[int]] = [[] for _ in range(batch)]
-    log_probs = [0.0] * batch
-    attn: list[list[torch.Tensor]] = [[] for _ in range(batch)]
-    done: list[Hypothesis | None] = [None] * batch
-    active = list(range(batch))
-    prev = torch.full((batch,), BOS_ID, dtype=torch.long, device=device)
+    c = constraints
+    rows = state.batch_size
+    tokens: list[list[int]] = [[] for _ in range(rows)]
+    log_probs = [0.0] * rows
+    attn: list[list[torch.Tensor]] = [[] for _ in range(rows)]
+    done: list[Hypothesis | None] = [None] * rows
+    active = list(range(rows))
+    prev = torch.full((rows,), BOS_ID, dtype=torch.long, device=state.device)
     attn_sum = None
     t = 0
     while active:
-        lp, state, weights = _step(decoder, prev, state, rules, t,
-                                   lambda rows=active: [tokens[sent] for sent in rows])
-        attn_sum = _attention_sum(attn_sum, weights, rules)
-        best_lp, best = lp.max(dim=-1)
-        best_list, lp_list = best.tolist(), best_lp.tolist()
+        lp, state, weights = _step(decoder, prev, state, c, t, active,
+                                   lambda rows=active: [tokens[r] for r in rows])
+        attn_sum = _attention_sum(attn_sum, weights, c.rules)
+        chosen = choose(lp, active)
+        chosen_lp = lp.gather(1, chosen[:, None]).squeeze(1)
         keep = []
-        for row, sent in enumerate(active):
-            tok = best_list[row]
-            log_probs[sent] += lp_list[row]
+        for i, (row, tok, tok_lp) in enumerate(zip(active, chosen.tolist(), chosen_lp.tolist(),
+                                                   strict=True)):
+            log_probs[row] += tok_lp
             if return_attention and weights is not None:
-                attn[sent].append(weights[row])
-            if tok == EOS_ID or t + 1 >= max_lens[sent]:
-                if tok != EOS_ID:
-                    tokens[sent].append(tok)
-                length = len(tokens[sent]) + (tok == EOS_ID)
-                cp = _penalty(rules, attn_sum, row, src_lengths, sent)
-                done[sent] = Hypothesis(
-                    tokens[sent], log_probs[sent],
-                    log_probs[sent] / length_penalty(length, alpha) + cp,
-                    torch.stack(attn[sent]) if attn[sent] else None,
-                )
+                attn[row].append(weights[i])
+            ended = tok == EOS_ID
+            if not ended:
+                tokens[row].append(tok)
+            if ended or t + 1 >= max_lens[row]:
+                done[row] = _hypothesis(tokens[row], ended, log_probs[row], alpha,
+                                        c.penalty(attn_sum, i, row),
+                                        torch.stack(attn[row]) if attn[row] else None)
             else:
-                tokens[sent].append(tok)
-                keep.append(row)
+                keep.append(i)
         t += 1
         if len(keep) < len(active):
-            active = [active[r] for r in keep]
+            active = [active[i] for i in keep]
             if not active:
                 break
-            index = torch.tensor(keep, dtype=torch.long, device=device)
-            state = state.index_select(index)
-            best = best.index_select(0, index)
-            if attn_sum is not None:
-                attn_sum = attn_sum.index_select(0, index)
-        prev = best
+            index = torch.tensor(keep, dtype=torch.long, device=state.device)
+            state, chosen, attn_sum = _select_rows(state, index, False, chosen, attn_sum)
+        prev = chosen
     return [[h] for h in done]  # type: ignore[list-item]
 
 
 @torch.no_grad()
 def beam_search(
-    decoder, state, max_lens: list[int], beam_size: int, n_best: int = 1, alpha: float = 0.0,
-    return_attention: bool = False, exact_stop: bool = True, rules: Rules = NO_RULES,
-    src_lengths: list[int] | None = None,
+    decoder: StepDecoder, state: SearchState, max_lens: list[int], beam_size: int,
+    n_best: int = 1, alpha: float = 0.0, return_attention: bool = False,
+    exact_stop: bool = True, constraints: Constraints = NO_CONSTRAINTS,
 ) -> list[list[Hypothesis]]:
     """Batched beam search. Returns, per sentence, ``n_best`` hypotheses, best first.
 
-    At each step the ``2 * beam_size`` best expansions of a sentence are examined in order:
-    those ending in ``</s>`` among the first ``beam_size`` are finished (scored with the GNMT
-    length penalty ``alpha``), the first ``beam_size`` others stay alive. A sentence is done once it
-    has ``beam_size`` finished hypotheses or reaches its length limit (its alive beams are then
-    finished as they are), or as soon as no alive beam can end up among its ``n_best``: a
-    log-probability only falls as a hypothesis grows, so an alive beam's final score is at most
-    its log-probability now divided by the largest length penalty it could still reach. That
-    early stop (``exact_stop``) changes no output; it only skips steps that cannot matter.
-    ``rules`` as for :func:`greedy_search`; they keep that bound true (see their module).
+    At each step the ``2 * beam_size`` best expansions of a sentence are examined in order
+    (:func:`_expand`, :func:`_split`): those ending in ``</s>`` among the first ``beam_size``
+    are finished (scored with the GNMT length penalty ``alpha``), the first ``beam_size``
+    others stay alive. A sentence is done once it has ``beam_size`` finished hypotheses or
+    reaches its length limit (its alive beams are then finished as they are), or as soon as no
+    alive beam can end up among its ``n_best`` (:func:`_cannot_improve`, the exact stop: it
+    changes no output, it only skips steps that cannot matter).
     """
     if n_best > beam_size:
         raise ValueError(f"n_best ({n_best}) cannot exceed beam_size ({beam_size})")
-    batch, k = len(max_lens), beam_size
-    device = state.mask.device
+    c, batch, k, device = constraints, state.batch_size, beam_size, state.device
     state = state.index_select(torch.arange(batch, device=device).repeat_interleave(k))
-    # Only the first beam of each sentence is live at the start.
     scores = torch.full((batch, k), float("-inf"), device=device)
-    scores[:, 0] = 0.0
+    scores[:, 0] = 0.0  # only the first beam of each sentence is live at the start
     history = torch.empty((batch * k, 0), dtype=torch.long, device=device)
     attn_history: torch.Tensor | None = None
     finished: list[list[Hypothesis]] = [[] for _ in range(batch)]
@@ -158,89 +234,89 @@ def beam_search(
     attn_sum = None
     t = 0
     while active:
-        n = len(active)
-        lp, state, weights = _step(decoder, prev, state, rules, t, history.tolist)
-        attn_sum = _attention_sum(attn_sum, weights, rules)
-        vocab = lp.shape[-1]
-        cand = (scores.view(-1, 1) + lp).view(n, k * vocab)
-        top_scores, top_idx = cand.topk(min(2 * k, k * vocab), dim=-1)
-        top_beam, top_tok = top_idx // vocab, top_idx % vocab
+        lp, state, weights = _step(decoder, prev, state, c, t,
+                                   [sent for sent in active for _ in range(k)], history.tolist)
+        attn_sum = _attention_sum(attn_sum, weights, c.rules)
         if return_attention and weights is not None:
             step_attn = weights[:, None, :]
             attn_history = (step_attn if attn_history is None
                             else torch.cat([attn_history, step_attn], dim=1))
-        s_list, b_list, tok_list = top_scores.tolist(), top_beam.tolist(), top_tok.tolist()
-        next_rows, next_toks, next_scores, keep_sent = [], [], [], []
-        for pos, sent in enumerate(active):
-            alive_rows, alive_toks, alive_scores = [], [], []
+        next_rows, next_toks, next_scores, keep = [], [], [], []
+        for sent, candidates in zip(active, _expand(scores, lp, k), strict=True):
+            ended, alive = _split(candidates, k)
             at_limit = t + 1 >= max_lens[sent]
-            candidates = zip(s_list[pos], b_list[pos], tok_list[pos], strict=True)
-            for rank, (score, beam, tok) in enumerate(candidates):
-                if score == float("-inf"):
-                    break
-                row = pos * k + beam
-                if tok == EOS_ID:
-                    if rank < k:
-                        cp = _penalty(rules, attn_sum, row, src_lengths, sent)
-                        finished[sent].append(
-                            _finish(history, attn_history, row, None, score, alpha, cp))
-                    continue
-                if len(alive_rows) < k:
-                    alive_rows.append(row)
-                    alive_toks.append(tok)
-                    alive_scores.append(score)
-            if at_limit:
-                for row, tok, score in zip(alive_rows, alive_toks, alive_scores, strict=True):
-                    cp = _penalty(rules, attn_sum, row, src_lengths, sent)
-                    finished[sent].append(
-                        _finish(history, attn_history, row, tok, score, alpha, cp))
-            if at_limit or len(finished[sent]) >= k or not alive_rows:
+            for row, tok, score in ended + (alive if at_limit else []):
+                finished[sent].append(_finish(history, attn_history, row, tok, score, alpha,
+                                              c.penalty(attn_sum, row, sent)))
+            if at_limit or len(finished[sent]) >= k or not alive:
                 continue
-            if exact_stop and len(finished[sent]) >= n_best:
-                # the best an alive beam could still score (lengths t+2 .. max_lens+1; a
-                # coverage penalty is <= 0, so leaving it out keeps this an upper bound)
-                reach = max(length_penalty(t + 2, alpha), length_penalty(max_lens[sent] + 1, alpha))
-                kth = sorted((h.score for h in finished[sent]), reverse=True)[n_best - 1]
-                if kth >= alive_scores[0] / reach:
-                    continue
-            while len(alive_rows) < k:  # pad with dead beams
-                alive_rows.append(alive_rows[0])
-                alive_toks.append(alive_toks[0])
-                alive_scores.append(float("-inf"))
-            next_rows += alive_rows
-            next_toks += alive_toks
-            next_scores.append(alive_scores)
-            keep_sent.append(sent)
+            if exact_stop and _cannot_improve(finished[sent], alive[0][2], t, max_lens[sent],
+                                              n_best, alpha):
+                continue
+            alive += [(alive[0][0], alive[0][1], float("-inf"))] * (k - len(alive))  # dead
+            next_rows += [row for row, _, _ in alive]
+            next_toks += [tok for _, tok, _ in alive]
+            next_scores.append([score for _, _, score in alive])
+            keep.append(sent)
         t += 1
-        if not keep_sent:
+        if not keep:
             break
         index = torch.tensor(next_rows, dtype=torch.long, device=device)
-        if len(keep_sent) == n and hasattr(state, "reorder"):
-            state = state.reorder(index)  # same sentences: the source side stays put
-        else:
-            state = state.index_select(index)
+        state, history, attn_history, attn_sum = _select_rows(
+            state, index, len(keep) == len(active), history, attn_history, attn_sum)
         prev = torch.tensor(next_toks, dtype=torch.long, device=device)
-        history = torch.cat([history.index_select(0, index), prev[:, None]], dim=1)
-        if attn_history is not None:
-            attn_history = attn_history.index_select(0, index)
-        if attn_sum is not None:
-            attn_sum = attn_sum.index_select(0, index)
+        history = torch.cat([history, prev[:, None]], dim=1)
         scores = torch.tensor(next_scores, dtype=torch.float, device=device)
-        active = keep_sent
+        active = keep
     return [sorted(f, key=lambda h: -h.score)[:n_best] for f in finished]
 
 
-def _penalty(rules: Rules, attn_sum, row: int, src_lengths, sent: int) -> float:
-    """The coverage penalty of row ``row`` (sentence ``sent``)."""
-    if attn_sum is None:
-        return 0.0
-    if src_lengths is None:
-        raise ValueError("the coverage penalty needs the source lengths (src_lengths)")
-    return rules.penalty(attn_sum[row], src_lengths[sent])
+def _expand(scores: torch.Tensor, log_probs: torch.Tensor, k: int
+            ) -> list[list[tuple[float, int, int]]]:
+    """Each sentence's ``2k`` best one-token extensions of its ``k`` beams (``scores (n, k)``,
+    ``log_probs (n * k, V)``), best first, as ``(log-probability, row, token)``; impossible
+    ones (``-inf``) left out."""
+    n, vocab = scores.shape[0], log_probs.shape[-1]
+    total = (scores.view(-1, 1) + log_probs).view(n, k * vocab)
+    top, index = total.topk(min(2 * k, k * vocab), dim=-1)
+    rows = index // vocab + k * torch.arange(n, device=index.device)[:, None]
+    return [[(s, r, tok) for s, r, tok in zip(ss, rs, toks, strict=True) if s != float("-inf")]
+            for ss, rs, toks in zip(top.tolist(), rows.tolist(), (index % vocab).tolist(),
+                                    strict=True)]
 
 
-def _finish(history, attn_history, row, last_tok, log_prob, alpha, cp=0.0) -> Hypothesis:
+def _split(candidates: list[tuple[float, int, int]], k: int):
+    """A sentence's candidates, in order, into those that end now (``</s>`` among the first
+    ``k``: ``(row, None, score)``) and the first ``k`` others, which stay alive
+    (``(row, token, score)``)."""
+    ended, alive = [], []
+    for rank, (score, row, tok) in enumerate(candidates):
+        if tok == EOS_ID:
+            if rank < k:
+                ended.append((row, None, score))
+        elif len(alive) < k:
+            alive.append((row, tok, score))
+    return ended, alive
+
+
+def _cannot_improve(finished: list[Hypothesis], best_alive: float, t: int, max_len: int,
+                    n_best: int, alpha: float) -> bool:
+    """Whether no alive beam can still enter the ``n_best``. A log-probability only falls as
+    a hypothesis grows, so the best alive beam's final score is at most its log-probability
+    now (``best_alive``) divided by the largest length penalty it could still reach (lengths
+    ``t + 2 .. max_len + 1``). The rules keep this bound: ruling tokens out never raises a
+    log-probability, a coverage penalty is ``<= 0``, and a forced prefix only rules out."""
+    if len(finished) < n_best:
+        return False
+    reach = max(length_penalty(t + 2, alpha), length_penalty(max_len + 1, alpha))
+    kth = sorted((h.score for h in finished), reverse=True)[n_best - 1]
+    return kth >= best_alive / reach
+
+
+def _finish(history, attn_history, row: int, last_tok: int | None, log_prob: float,
+            alpha: float, cp: float) -> Hypothesis:
+    """Row ``row``'s hypothesis, ended by ``</s>`` (``last_tok`` None) or cut at the length
+    limit after ``last_tok``."""
     tokens = history[row].tolist() + ([last_tok] if last_tok is not None else [])
-    length = len(tokens) + (last_tok is None)  # a finished-by-EOS hypothesis counts </s>
     attention = None if attn_history is None else attn_history[row]  # (length, S)
-    return Hypothesis(tokens, log_prob, log_prob / length_penalty(length, alpha) + cp, attention)
+    return _hypothesis(tokens, last_tok is None, log_prob, alpha, cp, attention)

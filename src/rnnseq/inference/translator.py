@@ -13,7 +13,7 @@ from ..errors import UsageError
 from ..modeldir import ModelBundle
 from ..precision import PRECISIONS, autocast
 from .rules import Rules
-from .search import Hypothesis, beam_search, greedy_search, max_lengths
+from .search import Constraints, Hypothesis, beam_search, greedy_search, max_lengths
 
 log = logging.getLogger("rnnseq")
 
@@ -157,12 +157,12 @@ class Translator:
             enc = self.model.encode(batch.src, batch.src_lengths)
             state = self.model.init_state(enc, batch.src_map)
             limits = max_lengths(batch.src_lengths, dc.max_length_ratio, dc.max_length)
-            lengths = batch.src_lengths.tolist()
+            constraints = Constraints(rules, batch.src_lengths.tolist())
             if beam == 1:
                 return greedy_search(self.model.decoder, state, limits, alpha, return_attention,
-                                     rules, lengths)
+                                     constraints)
             return beam_search(self.model.decoder, state, limits, beam, n_best, alpha,
-                               return_attention, rules=rules, src_lengths=lengths)
+                               return_attention, constraints=constraints)
 
     def _to_translation(self, hyp: Hypothesis, source_tokens: list[str], oov: list[str],
                         truncated_from: int | None) -> Translation:

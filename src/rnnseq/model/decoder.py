@@ -54,6 +54,14 @@ class DecoderState:
     ext_size: int = 0
     coverage: torch.Tensor | None = None
 
+    @property
+    def device(self) -> torch.device:
+        return self.mask.device
+
+    @property
+    def batch_size(self) -> int:
+        return self.mask.shape[0]
+
     def index_select(self, index: torch.Tensor) -> DecoderState:
         """Reorder/select rows, e.g. to follow beam back-pointers or drop finished sentences."""
         pick = lambda t: None if t is None else t.index_select(0, index)  # noqa: E731
