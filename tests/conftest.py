@@ -7,13 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from rnnseq.config import Config
+from rnnseq.config import ATTENTIONS, CELLS, Config  # the choices come from the config
 from rnnseq.model.seq2seq import Seq2Seq
 
 SHARED_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
-
-CELLS = ["rnn", "lstm", "gru"]
-ATTENTIONS = ["none", "bahdanau", "luong_dot", "luong_general", "luong_concat"]
 
 
 def variants():

@@ -287,3 +287,20 @@ def test_plot_attention_writes_one_png_per_line(workdir, capsys):
 
     wide, narrow = (Image.open(files[i]).size for i in (2, 0))
     assert wide[0] >= narrow[0]  # four source tokens draw at least as wide as three
+
+
+def test_set_takes_several_assignments_after_one_flag(tmp_path, capsys):
+    (tmp_path / "train.tsv").write_text("".join(f"{s}\t{t}\n" for s, t in PAIRS))
+    (tmp_path / "valid.tsv").write_text("".join(f"{s}\t{t}\n" for s, t in PAIRS[:3]))
+    (tmp_path / "config.yaml").write_text(CONFIG.format(d=tmp_path))
+    assert main(["config", "--check", str(tmp_path / "config.yaml"), "--set", "train.lr=0.01",
+                 "model.hidden_size=12", "--set", "train.max_steps=3"]) == 0
+    assert main(["config", "--check", str(tmp_path / "config.yaml"), "--set", "train.lr=0.01",
+                 "model.hiden_size=12"]) == 2
+    assert "did you mean 'hidden_size'" in capsys.readouterr().err
+    assert main(["-q", "train", str(tmp_path / "config.yaml"), "--set", "train.max_steps=2",
+                 "model.hidden_size=12", "train.valid_every=2"]) == 0
+    from rnnseq.config import Config
+
+    saved = Config.load(tmp_path / "model" / "best" / "config.yaml")
+    assert saved.model.hidden_size == 12

@@ -270,25 +270,28 @@ def test_a_client_that_goes_away_has_its_work_dropped(model_dir, tmp_path):
     # one line per batch, so that most of the request is still waiting when the client leaves
     proc, url = start_server(model_dir, log, "--max-batch-tokens", "1", "--max-wait-ms", "1")
     try:
-        async def leave_early():
-            async with httpx.AsyncClient(timeout=120) as http:
-                body = {"text": INPUTS * 30, "beam_size": 12, "n_best": 12}
-                pending = asyncio.ensure_future(http.post(url + "/v1/translate", json=body))
-                await asyncio.sleep(0.5)
-                pending.cancel()  # closes the connection
-                with pytest.raises(asyncio.CancelledError):
-                    await pending
-
-        asyncio.run(leave_early())
-
         def metric(name):
             for line in httpx.get(url + "/metrics").text.splitlines():
                 if line.startswith(name):
                     return float(line.split()[-1])
             return 0.0
 
-        for _ in range(100):
-            if metric('rnnseq_dropped_lines_total{model="toy"}') > 0:
+        async def leave_early():
+            async with httpx.AsyncClient(timeout=120) as http:
+                body = {"text": INPUTS * 30, "beam_size": 12, "n_best": 12}
+                pending = asyncio.ensure_future(http.post(url + "/v1/translate", json=body))
+                for _ in range(600):  # until its first batches have been decoded
+                    await asyncio.sleep(0.05)
+                    if metric('rnnseq_batch_lines_count{model="toy"}') >= 3:
+                        break
+                pending.cancel()  # closes the connection
+                with pytest.raises(asyncio.CancelledError):
+                    await pending
+
+        asyncio.run(leave_early())
+
+        for _ in range(200):
+            if metric('rnnseq_requests_total{path="/v1/translate",status="499"}'):
                 break
             time.sleep(0.05)
         dropped = metric('rnnseq_dropped_lines_total{model="toy"}')

@@ -88,14 +88,29 @@ def cmd_translate(args: argparse.Namespace) -> int:
     from .fileio import atomic_open
     from .inference.translator import load
 
-    translator = load(args.model, device=args.device, precision=args.precision,
-                      quantize=args.quantize)
+    translator = load(args.models if len(args.models) > 1 else args.models[0],
+                      device=args.device, precision=args.precision, quantize=args.quantize,
+                      mixture=args.ensemble_mixture)
+    aligned = _aligned_files(args)
     kwargs = dict(beam_size=args.beam, n_best=args.n_best, length_penalty=args.length_penalty,
                   batch_size=args.batch_size,
                   return_attention=bool(args.attention or args.plot_attention),
                   min_length=args.min_length, block_ngram_repeat=args.block_ngram_repeat,
                   block_ngram_ignore=args.block_ngram_ignore,
-                  coverage_penalty=args.coverage_penalty)
+                  coverage_penalty=args.coverage_penalty, sampling=_sampling(args))
+
+    def run(lines: list[str], first: int) -> list[list[str]]:
+        """Output lines for input lines ``first, first + 1, ...`` (and their translations)."""
+        numbers = list(range(first, first + len(lines)))
+        if args.score_only:
+            targets = [aligned.line(args.score_only, n) for n in numbers]
+            scores = translator.score(lines, targets, batch_size=args.batch_size)
+            return [[f"{value:.4f}"] for value in scores], None
+        prefixes = None if args.prefix is None else [aligned.line(args.prefix, n)
+                                                     for n in numbers]
+        results = translator.translate_nbest(lines, prefixes=prefixes, line_numbers=numbers,
+                                             **kwargs)
+        return [_format(result, args.scores) for result in results], results
 
     if args.input is None:  # stream: lines as they arrive, answers flushed at once
         from .streaming import line_batches
@@ -108,31 +123,94 @@ def cmd_translate(args: argparse.Namespace) -> int:
             batch_size = args.batch_size or translator.config.decode.batch_size
             count = 0
             for lines in line_batches(sys.stdin, batch_size):
-                results = translator.translate_nbest(lines, **kwargs)
-                for line, result in zip(lines, results, strict=True):
-                    out.write("\n".join(_format(result, args.scores)) + "\n")
-                    if attn_out:
-                        attn_out.write(json.dumps(_attention_record(line, result[0])) + "\n")
+                outputs, results = run(lines, count)
+                for i, line in enumerate(lines):
+                    out.write("\n".join(outputs[i]) + "\n")
                     count += 1
-                    _plot(args.plot_attention, count, result[0])
+                    if attn_out:
+                        attn_out.write(json.dumps(_attention_record(line, results[i][0])) + "\n")
+                    if results is not None:
+                        _plot(args.plot_attention, count, results[i][0])
                 out.flush()
+        aligned.check_used(count)
         return 0
 
     sentences = read_lines(args.input)  # the model's tokenizer normalizes them
-    results = translator.translate_nbest(sentences, **kwargs)
-    lines = [line for result in results for line in _format(result, args.scores)]
+    aligned.check_used(len(sentences))
+    outputs, results = run(sentences, 0)
+    text = "".join(line + "\n" for lines in outputs for line in lines)
     if args.output:
         with atomic_open(args.output) as handle:
-            handle.write("".join(line + "\n" for line in lines))
+            handle.write(text)
     else:
-        sys.stdout.write("".join(line + "\n" for line in lines))
+        sys.stdout.write(text)
     if args.attention:
         with atomic_open(args.attention) as handle:
             for sentence, result in zip(sentences, results, strict=True):
                 handle.write(json.dumps(_attention_record(sentence, result[0])) + "\n")
-    for number, result in enumerate(results, 1):
+    for number, result in enumerate(results or [], 1):
         _plot(args.plot_attention, number, result[0])
     return 0
+
+
+class _Aligned:
+    """Files with one line per input line (``--prefix``, ``--score-only``), read whole."""
+
+    def __init__(self, paths: dict[str, str]) -> None:
+        from .data.corpus import read_lines
+
+        self.lines = {path: read_lines(path) for path in paths.values()}
+        self.options = {path: option for option, path in paths.items()}
+
+    def line(self, path: str, number: int) -> str:
+        from .errors import UsageError
+
+        lines = self.lines[path]
+        if number >= len(lines):
+            raise UsageError(f"{self.options[path]} {path} has {len(lines)} lines; the input "
+                             f"has more (line {number + 1})")
+        return lines[number]
+
+    def check_used(self, count: int) -> None:
+        from .errors import UsageError
+
+        for path, lines in self.lines.items():
+            if len(lines) != count:
+                raise UsageError(f"{self.options[path]} {path} has {len(lines)} lines; the "
+                                 f"input has {count}: give one per input line")
+
+
+def _aligned_files(args: argparse.Namespace) -> _Aligned:
+    from .errors import UsageError
+
+    if args.score_only:
+        clash = [name for name, given in (
+            ("--prefix", args.prefix), ("--sample", args.sample), ("--attention", args.attention),
+            ("--plot-attention", args.plot_attention), ("--n-best", args.n_best != 1),
+            ("--scores", args.scores)) if given]
+        if clash:
+            raise UsageError(f"--score-only scores given targets; it does not decode, so "
+                             f"{', '.join(clash)} cannot go with it")
+    paths = {"--prefix": args.prefix, "--score-only": args.score_only}
+    return _Aligned({option: path for option, path in paths.items() if path})
+
+
+def _sampling(args: argparse.Namespace):
+    from .errors import UsageError
+    from .inference.sampling import Sampling
+
+    given = [name for name, value in (("--top-k", args.top_k), ("--top-p", args.top_p),
+                                      ("--temperature", args.temperature),
+                                      ("--seed", args.seed)) if value is not None]
+    if not args.sample:
+        if given:
+            raise UsageError(f"{', '.join(given)} set how --sample samples; add --sample")
+        return None
+    if args.beam not in (None, 1):
+        raise UsageError(f"--sample draws one token at a time; drop --beam {args.beam}")
+    pick = lambda value, default: default if value is None else value  # noqa: E731
+    return Sampling(pick(args.top_k, 0), pick(args.top_p, 1.0), pick(args.temperature, 1.0),
+                    pick(args.seed, 0))
 
 
 def _plot(directory: str | None, number: int, hyp) -> None:
@@ -240,18 +318,27 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 # -- parser -------------------------------------------------------------------------------------
+def _add_set_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--set", action="extend", nargs="+", metavar="SECTION.KEY=VALUE",
+                   help="override config values: --set train.lr=0.0005 train.max_steps=900 "
+                        "(the flag may also be repeated)")
+
+
 def _add_loading_options(p: argparse.ArgumentParser) -> None:
     """How a model is loaded for decoding (``translate`` and ``serve``)."""
+    from .config import PRECISIONS, QUANTIZATIONS
+
     p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
+    p.add_argument("--precision", default="fp32", choices=PRECISIONS,
                    help="bf16 autocast runs faster on CPUs with bf16 support; fp16 is GPU only")
-    p.add_argument("--quantize", choices=["int8"],
+    p.add_argument("--quantize", choices=QUANTIZATIONS,
                    help="int8: dynamic int8 weights for the RNNs and linear layers (CPU, fp32 "
                         "activations); the model directory is left as it is")
 
 
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
+    from .config import MIXTURES
     from .metrics import METRIC_NAMES  # light: the scorers import their packages when used
 
     parser = argparse.ArgumentParser(
@@ -263,21 +350,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a model from a YAML config")
     p.add_argument("config", help="YAML config file (see `rnnseq config` for every key)")
-    p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
-                   help="override a config value (repeatable), e.g. --set train.lr=0.0005")
+    _add_set_option(p)
     p.add_argument("--resume", action="store_true", help="continue from OUT_DIR/last")
     p.add_argument("--out", help="output directory (same as --set train.out_dir=...)")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("translate", help="translate text with a trained model")
-    p.add_argument("model", help="model directory (e.g. OUT_DIR/best)")
+    p = sub.add_parser("translate", help="translate text with a trained model (several: an "
+                       "ensemble)")
+    p.add_argument("models", nargs="+", metavar="MODEL",
+                   help="model directory (e.g. OUT_DIR/best); several decode as an ensemble")
     p.add_argument("-i", "--input", help="input file; without it, stream stdin line by line")
     p.add_argument("-o", "--output", help="output file (written whole, atomically); "
                    "default stdout")
     p.add_argument("--beam", type=int, help="beam size (1 = greedy); default from the model's "
                    "config")
-    p.add_argument("--n-best", type=int, default=1, help="output N hypotheses per input, "
-                   "N consecutive lines, best first")
+    p.add_argument("--n-best", type=int, default=1, help="output N hypotheses (or N samples) "
+                   "per input, N consecutive lines, best first")
     p.add_argument("--length-penalty", type=float, help="GNMT alpha (0 = none)")
     p.add_argument("--min-length", type=int, help="no end of output before N tokens")
     p.add_argument("--block-ngram-repeat", type=int, metavar="N",
@@ -286,6 +374,24 @@ def build_parser() -> argparse.ArgumentParser:
                    help="n-grams holding these target tokens are never blocked")
     p.add_argument("--coverage-penalty", type=float, metavar="BETA",
                    help="GNMT coverage penalty beta (0 = none)")
+    p.add_argument("--prefix", metavar="FILE",
+                   help="one target prefix per input line (may be empty): each output starts "
+                        "with it and decoding continues from there")
+    p.add_argument("--score-only", metavar="FILE",
+                   help="print the log-probability of each line of FILE as the translation "
+                        "of its input line (teacher forcing, with </s>), instead of decoding")
+    p.add_argument("--sample", action="store_true",
+                   help="draw outputs at random from the model instead of searching")
+    p.add_argument("--top-k", type=int, help="sample among the K most probable tokens (0 = all)")
+    p.add_argument("--top-p", type=float, help="sample among the most probable tokens whose "
+                   "probability reaches P (nucleus; 1 = all)")
+    p.add_argument("--temperature", type=float, help="divide log-probabilities by T before "
+                   "sampling (default 1; 0 = greedy)")
+    p.add_argument("--seed", type=int, help="sampling seed (default 0); each input line has "
+                   "its own random stream, so batching never changes a line's samples")
+    p.add_argument("--ensemble-mixture", default="probability", choices=MIXTURES,
+                   help="how an ensemble combines its models' next-token distributions: mean "
+                        "of probabilities, or normalised mean of log-probabilities")
     p.add_argument("--batch-size", type=int, help="sentences per batch")
     p.add_argument("--scores", action="store_true", help="append a tab and the score")
     p.add_argument("--attention", metavar="FILE",
@@ -343,7 +449,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("config", help="list every config key with its default, or check a "
                        "config file")
     p.add_argument("--check", metavar="CONFIG", help="validate this config file")
-    p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE")
+    _add_set_option(p)
     p.set_defaults(func=cmd_config)
     return parser
 

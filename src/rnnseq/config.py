@@ -21,10 +21,21 @@ from .errors import ConfigError
 
 FORMAT_VERSION = 1
 
-CELLS = ("rnn", "lstm", "gru")
-ATTENTIONS = ("none", "bahdanau", "luong_dot", "luong_general", "luong_concat")
-TOKENIZERS = ("char", "word", "sentencepiece")
+# Every choice a user makes by name is one of these types; the tuples, CLI choices and test
+# parameters all come from them.
+Cell = Literal["rnn", "lstm", "gru"]
+Attention = Literal["none", "bahdanau", "luong_dot", "luong_general", "luong_concat"]
+TokenizerKind = Literal["char", "word", "sentencepiece"]
 Normalization = Literal["nfc", "nfd", "nfkc", "nfkd", "none"]
+Precision = Literal["fp32", "bf16", "fp16"]
+Quantization = Literal["int8"]
+EnsembleMixture = Literal["probability", "log-linear"]
+CELLS: tuple[str, ...] = typing.get_args(Cell)
+ATTENTIONS: tuple[str, ...] = typing.get_args(Attention)
+TOKENIZERS: tuple[str, ...] = typing.get_args(TokenizerKind)
+PRECISIONS: tuple[str, ...] = typing.get_args(Precision)
+QUANTIZATIONS: tuple[str, ...] = typing.get_args(Quantization)
+MIXTURES: tuple[str, ...] = typing.get_args(EnsembleMixture)
 
 # Data keys that say where the data lives or how much of it is used; every other data key, and
 # every model key, shapes the model or how it reads and writes text (see model_settings).
@@ -48,8 +59,8 @@ class DataConfig:
     valid_src: str | None = _f(None, help="validation source file")
     valid_tgt: str | None = _f(None, help="validation target file")
     valid_tsv: str | None = _f(None, help="validation pairs as TSV")
-    src_tokenizer: Literal["char", "word", "sentencepiece"] = _f("word")
-    tgt_tokenizer: Literal["char", "word", "sentencepiece"] = _f("word")
+    src_tokenizer: TokenizerKind = _f("word")
+    tgt_tokenizer: TokenizerKind = _f("word")
     spm_vocab_size: int = _f(8000, min=8, help="SentencePiece vocabulary size (per side)")
     spm_model_type: Literal["unigram", "bpe"] = _f("unigram")
     shared_vocab: bool = _f(False, help="one vocabulary (and tokenizer) for both sides")
@@ -80,7 +91,7 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    cell: Literal["rnn", "lstm", "gru"] = _f("lstm")
+    cell: Cell = _f("lstm")
     layers: int = _f(1, min=1)
     hidden_size: int = _f(256, min=1, help="decoder size; also the encoder's output size")
     embedding_size: int = _f(128, min=1)
@@ -91,9 +102,7 @@ class ModelConfig:
         None, min=0.0, help="on encoder outputs and on decoder vectors before the output layer"
     )
     bidirectional: bool = _f(True, help="bidirectional encoder (each direction hidden_size/2)")
-    attention: Literal["none", "bahdanau", "luong_dot", "luong_general", "luong_concat"] = _f(
-        "luong_general"
-    )
+    attention: Attention = _f("luong_general")
     input_feeding: bool | None = _f(
         None, help="feed the previous attentional vector (Luong attention only; default on)"
     )
@@ -122,7 +131,7 @@ class TrainConfig:
     seed: int = _f(1)
     device: Literal["auto", "cpu", "cuda"] = _f("auto")
     threads: int | None = _f(None, min=1, help="torch intra-op threads on CPU")
-    precision: Literal["fp32", "bf16", "fp16"] = _f(
+    precision: Precision = _f(
         "fp32", help="bf16: autocast on CPU or GPU; fp16: autocast + loss scaling, GPU only"
     )
     batch_size: int = _f(64, min=1)

@@ -6,7 +6,7 @@ import contextlib
 
 import torch
 
-PRECISIONS = ("fp32", "bf16", "fp16")
+from .config import PRECISIONS  # noqa: F401 - the names precision switches accept
 
 
 def autocast(device: torch.device, precision: str):

@@ -19,8 +19,6 @@ import warnings
 import torch
 from torch import nn
 
-QUANTIZE = ("int8",)
-
 
 def pack_int8(w: torch.Tensor):
     """Pack a float matrix ``(out, in)`` for ``torch.ops.quantized.linear_dynamic``, with a

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 
 import torch
 
-from ..data.batching import collate, make_batches
-from ..data.extended import decode_extended, source_map
+from ..data.batching import collate, make_batches, pad
+from ..data.extended import decode_extended, extend_target, source_map
+from ..data.vocab import EOS_ID, PAD_ID, UNK_ID
 from ..errors import UsageError
 from ..modeldir import ModelBundle
 from ..precision import PRECISIONS, autocast
+from .ensemble import EnsembleDecoder, EnsembleState
 from .rules import Rules
+from .sampling import Sampler, Sampling
 from .search import Constraints, Hypothesis, beam_search, greedy_search, max_lengths
 
 log = logging.getLogger("rnnseq")
@@ -34,24 +38,46 @@ class Translation:
     truncated_from: int | None = None
 
 
+@dataclass
+class _Inputs:
+    """Source sentences as the model reads them: ``tokens`` (normalized, tokenized,
+    truncated), ``truncated`` (input -> length before truncation) and, for copy attention,
+    each sentence's extended-vocabulary ``src_map`` and ``oov`` tokens."""
+
+    tokens: list[list[str]]
+    truncated: dict[int, int]
+    src_map: list[list[int]]
+    oov: list[list[str]]
+
+
 class Translator:
-    """Translate strings with a loaded model (see :func:`rnnseq.load`)."""
+    """Translate strings with a loaded model, or an ensemble of models decoding as one (see
+    :func:`rnnseq.load`). ``bundle``, ``config`` and ``model`` are the first member's: its
+    tokenizers and vocabularies serve all, its ``decode`` config gives the defaults."""
 
     def __init__(
-        self, bundle: ModelBundle, device: str | torch.device = "cpu", precision: str = "fp32",
-        quantize: str | None = None,
+        self, bundle: ModelBundle | list[ModelBundle], device: str | torch.device = "cpu",
+        precision: str = "fp32", quantize: str | None = None, mixture: str = "probability",
+        paths: list[str] | None = None,
     ) -> None:
-        from .quantize import QUANTIZE, quantize_int8
+        from ..config import QUANTIZATIONS
+        from .ensemble import MIXTURES, check_members
+        from .quantize import quantize_int8
 
+        bundles = bundle if isinstance(bundle, list) else [bundle]
         if precision not in PRECISIONS:
             raise UsageError(f"precision must be fp32, bf16 or fp16, got {precision!r}")
-        if quantize is not None and quantize not in QUANTIZE:
-            raise UsageError(f"quantize must be {' or '.join(QUANTIZE)}, got {quantize!r}")
-        self.bundle = bundle
-        self.config = bundle.config
+        if quantize is not None and quantize not in QUANTIZATIONS:
+            raise UsageError(f"quantize must be {' or '.join(QUANTIZATIONS)}, "
+                             f"got {quantize!r}")
+        if mixture not in MIXTURES:
+            raise UsageError(f"ensemble mixture must be {' or '.join(MIXTURES)}, "
+                             f"got {mixture!r}")
+        check_members(bundles, paths or [f"model {i + 1}" for i in range(len(bundles))])
+        self.bundles, self.bundle = bundles, bundles[0]
+        self.config = self.bundle.config
         self.device = torch.device(device)
-        self.precision = precision
-        self.quantize = quantize
+        self.precision, self.quantize, self.mixture = precision, quantize, mixture
         if quantize:
             if self.device.type != "cpu":
                 raise UsageError(f"--quantize {quantize} runs on the CPU; drop --device "
@@ -59,20 +85,21 @@ class Translator:
             if precision != "fp32":
                 raise UsageError(f"--quantize {quantize} computes in int8 and fp32; drop "
                                  f"--precision {precision} or the quantization")
-            self.model = quantize_int8(bundle.model)
+            self.models = [quantize_int8(b.model) for b in bundles]
         else:
-            self.model = bundle.model.to(self.device).eval()
+            self.models = [b.model.to(self.device).eval() for b in bundles]
+        self.model = self.models[0]
 
     def translate(
         self, sentences: list[str], *, beam_size: int | None = None,
         length_penalty: float | None = None, return_scores: bool = False,
-        batch_size: int | None = None, max_batch_tokens: int | None = None, **rules,
+        batch_size: int | None = None, max_batch_tokens: int | None = None, **options,
     ) -> list[str] | list[tuple[str, float]]:
         """Best translation of each sentence, in input order (with its score on request).
-        ``rules``: as for :meth:`translate_nbest`."""
+        ``options``: as for :meth:`translate_nbest`."""
         results = self.translate_nbest(
             sentences, beam_size=beam_size, n_best=1, length_penalty=length_penalty,
-            batch_size=batch_size, max_batch_tokens=max_batch_tokens, **rules,
+            batch_size=batch_size, max_batch_tokens=max_batch_tokens, **options,
         )
         if return_scores:
             return [(r[0].text, r[0].score) for r in results]
@@ -84,46 +111,71 @@ class Translator:
         max_batch_tokens: int | None = None, return_attention: bool = False,
         min_length: int | None = None, block_ngram_repeat: int | None = None,
         block_ngram_ignore: list[str] | None = None, coverage_penalty: float | None = None,
+        sampling: Sampling | None = None, prefixes: list[str] | None = None,
+        line_numbers: list[int] | None = None,
     ) -> list[list[Translation]]:
         """``n_best`` translations per sentence, best first, in input order. Every option left
         at None takes the model's ``decode`` config (:mod:`rnnseq.inference.rules` for the
-        last four)."""
+        four after ``return_attention``). ``sampling`` draws ``n_best`` independent samples
+        per sentence instead of searching (:mod:`rnnseq.inference.sampling`; each line's
+        samples are seeded by its number: ``line_numbers[i]``, by default ``i``); ``prefixes``
+        (one per sentence, may be empty) are target text every output starts with."""
         dc = self.config.decode
         beam = dc.beam_size if beam_size is None else beam_size
+        if sampling is not None:
+            if beam_size not in (None, 1):
+                raise UsageError(f"sampling draws one token at a time; it takes no beam size "
+                                 f"(got {beam_size})")
+            beam = 1
         alpha = dc.length_penalty if length_penalty is None else length_penalty
         if beam < 1:
             raise UsageError(f"beam size must be >= 1, got {beam}")
-        if n_best < 1 or n_best > beam:
+        if n_best < 1 or (n_best > beam and sampling is None):
             raise UsageError(f"n_best must be between 1 and the beam size ({beam}), got {n_best}")
+        if line_numbers is not None and len(line_numbers) != len(sentences):
+            raise ValueError("one line number per sentence")
+        if prefixes is not None and len(prefixes) != len(sentences):
+            raise UsageError(f"{len(prefixes)} prefixes for {len(sentences)} input lines; give "
+                             "one per line (an empty line for none)")
         rules = self._rules(min_length, block_ngram_repeat, block_ngram_ignore, coverage_penalty)
-        # The source tokenizer normalizes each sentence first, exactly as in training.
-        src_tokens = [self.bundle.src_tokenizer.encode(s) for s in sentences]
-        truncated: dict[int, int] = {}  # input -> its length before truncation
-        for i, tokens in enumerate(src_tokens):
-            if len(tokens) > dc.max_input_len:
-                log.warning("input %d has %d tokens; translating its first %d "
-                            "(decode.max_input_len)", i + 1, len(tokens), dc.max_input_len)
-                truncated[i] = len(tokens)
-                src_tokens[i] = tokens[: dc.max_input_len]
-        src_ids = [self.bundle.src_vocab.encode(tokens) for tokens in src_tokens]
-        # copy attention: each sentence's extended vocabulary (its source tokens' ids, its OOVs)
-        extended = ([source_map(tokens, self.bundle.tgt_vocab) for tokens in src_tokens]
-                    if self.model.decoder.copy else None)
-        batches = make_batches(
-            [len(s) for s in src_ids], None, max_batch_tokens or dc.max_batch_tokens, "tokens"
-        )
-        limit = batch_size or dc.batch_size
-        batches = [b[i : i + limit] for b in batches for i in range(0, len(b), limit)]
+        inputs = self._inputs(sentences)
+        forced = None if prefixes is None else [
+            self._target_ids(p, inputs.oov[i]) for i, p in enumerate(prefixes)]
         results: list[list[Translation] | None] = [None] * len(sentences)
-        for index in batches:
-            src_map = None if extended is None else [extended[i][0] for i in index]
-            batch = collate([src_ids[i] for i in index], None, index, src_map).to(self.device)
-            hyps = self._search(batch, beam, n_best, alpha, return_attention, rules)
+        for index in self._batches(inputs, batch_size, max_batch_tokens):
+            batches = self._collate(inputs, index)
+            constraints = Constraints(rules, batches[0].src_lengths.tolist(),
+                                      None if forced is None else [forced[i] for i in index])
+            lines = index if line_numbers is None else [line_numbers[i] for i in index]
+            hyps = self._search(batches, beam, n_best, alpha, return_attention, constraints,
+                                sampling, lines)
             for i, sent_hyps in zip(index, hyps, strict=True):
-                oov = [] if extended is None else extended[i][1]
-                results[i] = [self._to_translation(h, src_tokens[i], oov, truncated.get(i))
-                              for h in sent_hyps]
+                results[i] = [self._to_translation(h, inputs.tokens[i], inputs.oov[i],
+                                                   inputs.truncated.get(i)) for h in sent_hyps]
         return results  # type: ignore[return-value]
+
+    @torch.no_grad()
+    def score(self, sentences: list[str], targets: list[str], *,
+              batch_size: int | None = None) -> list[float]:
+        """The log-probability each target has as the translation of its sentence (its tokens
+        and ``</s>``; no length penalty, no decoding rules), by teacher forcing."""
+        if len(targets) != len(sentences):
+            raise UsageError(f"{len(targets)} targets for {len(sentences)} input lines; give "
+                             "one per line")
+        inputs = self._inputs(sentences)
+        ids = [self._target_ids(t, inputs.oov[i]) for i, t in enumerate(targets)]
+        scores = [0.0] * len(sentences)
+        for index in self._batches(inputs, batch_size, None):
+            per_member = []
+            for model, batch in zip(self.models, self._collate(inputs, index, ids), strict=True):
+                with autocast(self.device, self.precision):
+                    lp = model(batch.src, batch.src_lengths, batch.tgt_in, batch.src_map)
+                per_member.append(lp.float())
+            gold = pad([[*ids[i], EOS_ID] for i in index]).to(self.device)  # extended ids
+            total = _mix_gold(per_member, gold, self.mixture).masked_fill(gold == PAD_ID, 0.0)
+            for i, value in zip(index, total.sum(dim=1).tolist(), strict=True):
+                scores[i] = value
+        return scores
 
     def _rules(self, min_length, block_ngram_repeat, block_ngram_ignore,
                coverage_penalty) -> Rules:
@@ -149,20 +201,89 @@ class Translator:
         ids = frozenset(vocab.stoi[t] for t in ignore if t in vocab.stoi)
         return Rules(min_length, block, ids, beta)
 
+    def _inputs(self, sentences: list[str]) -> _Inputs:
+        """Tokenize (the source tokenizer normalizes first, exactly as in training), truncate to
+        ``decode.max_input_len``, and find each sentence's extended vocabulary (copy)."""
+        limit = self.config.decode.max_input_len
+        tokens = [self.bundle.src_tokenizer.encode(s) for s in sentences]
+        truncated: dict[int, int] = {}  # input -> its length before truncation
+        for i, toks in enumerate(tokens):
+            if len(toks) > limit:
+                log.warning("input %d has %d tokens; translating its first %d "
+                            "(decode.max_input_len)", i + 1, len(toks), limit)
+                truncated[i] = len(toks)
+                tokens[i] = toks[:limit]
+        copy = any(m.decoder.copy for m in self.models)
+        extended = [source_map(t, self.bundle.tgt_vocab) if copy else ([], []) for t in tokens]
+        return _Inputs(tokens, truncated, [m for m, _ in extended], [o for _, o in extended])
+
+    def _batches(self, inputs: _Inputs, batch_size: int | None,
+                 max_batch_tokens: int | None) -> list[list[int]]:
+        dc = self.config.decode
+        batches = make_batches([len(t) for t in inputs.tokens], None,
+                               max_batch_tokens or dc.max_batch_tokens, "tokens")
+        limit = batch_size or dc.batch_size
+        return [b[i : i + limit] for b in batches for i in range(0, len(b), limit)]
+
+    def _collate(self, inputs: _Inputs, index: list[int],
+                 targets: list[list[int]] | None = None) -> list:
+        """One batch per member (each encodes the tokens with its own source vocabulary)."""
+        out = []
+        for bundle, model in zip(self.bundles, self.models, strict=True):
+            src = [bundle.src_vocab.encode(inputs.tokens[i]) for i in index]
+            src_map = [inputs.src_map[i] for i in index] if model.decoder.copy else None
+            tgt = None if targets is None else [
+                [t if t < len(bundle.tgt_vocab) else UNK_ID for t in targets[i]] for i in index]
+            tgt_ext = None if targets is None or not model.decoder.copy else [
+                targets[i] for i in index]
+            out.append(collate(src, tgt, index, src_map, tgt_ext).to(self.device))
+        return out
+
+    def _target_ids(self, text: str, oov: list[str]) -> list[int]:
+        """Target text as ids: the target vocabulary's, or (copy attention) the extended ids of
+        source tokens it lacks."""
+        tokens = self.bundle.tgt_tokenizer.encode(text)
+        if any(m.decoder.copy for m in self.models):
+            return extend_target(tokens, self.bundle.tgt_vocab, oov)
+        return self.bundle.tgt_vocab.encode(tokens)
+
     @torch.no_grad()
-    def _search(self, batch, beam, n_best, alpha, return_attention,
-                rules: Rules) -> list[list[Hypothesis]]:
+    def _search(self, batches: list, beam: int, n_best: int, alpha: float,
+                return_attention: bool, constraints: Constraints, sampling: Sampling | None,
+                lines: list[int]) -> list[list[Hypothesis]]:
         dc = self.config.decode
         with autocast(self.device, self.precision):
-            enc = self.model.encode(batch.src, batch.src_lengths)
-            state = self.model.init_state(enc, batch.src_map)
-            limits = max_lengths(batch.src_lengths, dc.max_length_ratio, dc.max_length)
-            constraints = Constraints(rules, batch.src_lengths.tolist())
+            states = [model.init_state(model.encode(b.src, b.src_lengths), b.src_map)
+                      for model, b in zip(self.models, batches, strict=True)]
+            if len(states) == 1:
+                decoder, state = self.model.decoder, states[0]
+            else:
+                decoder = EnsembleDecoder([m.decoder for m in self.models], self.mixture)
+                state = EnsembleState(tuple(states))
+            limits = max_lengths(batches[0].src_lengths, dc.max_length_ratio, dc.max_length)
+            if constraints.prefixes is not None:  # room for the prefix and what follows it
+                limits = [max(n, len(p) + 5) for n, p in zip(limits, constraints.prefixes,
+                                                             strict=True)]
+            if sampling is not None:
+                return self._sample(decoder, state, limits, n_best, alpha, return_attention,
+                                    constraints, sampling, lines)
             if beam == 1:
-                return greedy_search(self.model.decoder, state, limits, alpha, return_attention,
+                return greedy_search(decoder, state, limits, alpha, return_attention,
                                      constraints)
-            return beam_search(self.model.decoder, state, limits, beam, n_best, alpha,
-                               return_attention, constraints=constraints)
+            return beam_search(decoder, state, limits, beam, n_best, alpha, return_attention,
+                               constraints=constraints)
+
+    def _sample(self, decoder, state, limits, n, alpha, return_attention, c: Constraints,
+                sampling: Sampling, lines: list[int]) -> list[list[Hypothesis]]:
+        """``n`` samples per sentence (rows repeated ``n`` times), best first."""
+        rows = torch.arange(len(lines), device=state.device).repeat_interleave(n)
+        each = lambda xs: None if xs is None else [x for x in xs for _ in range(n)]  # noqa: E731
+        c = Constraints(c.rules, each(c.src_lengths), each(c.prefixes))
+        sampler = Sampler(sampling, [(line, j) for line in lines for j in range(n)])
+        hyps = greedy_search(decoder, state.index_select(rows), each(limits), alpha,
+                             return_attention, c, choose=sampler)
+        return [sorted((h for [h] in hyps[i * n : (i + 1) * n]), key=lambda h: -h.score)
+                for i in range(len(lines))]
 
     def _to_translation(self, hyp: Hypothesis, source_tokens: list[str], oov: list[str],
                         truncated_from: int | None) -> Translation:
@@ -172,10 +293,31 @@ class Translator:
                            hyp.log_prob, attention, source_tokens, truncated_from)
 
 
-def load(path: str, device: str = "cpu", precision: str = "fp32",
-         quantize: str | None = None) -> Translator:
-    """Load a model directory and return a :class:`Translator` (``precision``: fp32, bf16 or
-    fp16; ``quantize``: ``"int8"`` for dynamic int8 on CPU)."""
+def load(path: str | list[str], device: str = "cpu", precision: str = "fp32",
+         quantize: str | None = None, mixture: str = "probability") -> Translator:
+    """Load a model directory, or several as an ensemble (``mixture``: ``probability`` or
+    ``log-linear``, :mod:`rnnseq.inference.ensemble`), and return a :class:`Translator`
+    (``precision``: fp32, bf16 or fp16; ``quantize``: ``"int8"`` for dynamic int8 on CPU)."""
     from ..modeldir import load_model_dir
 
-    return Translator(load_model_dir(path, device), device, precision, quantize)
+    paths = [path] if isinstance(path, str) else list(path)
+    if not paths:
+        raise UsageError("no model directory given")
+    bundles = [load_model_dir(p, device) for p in paths]
+    return Translator(bundles if len(bundles) > 1 else bundles[0], device, precision, quantize,
+                      mixture, paths)
+
+
+def _mix_gold(per_member: list[torch.Tensor], gold: torch.Tensor, mixture: str) -> torch.Tensor:
+    """Each member's teacher-forced log-probabilities ``(B, T, V_m)`` combined as the
+    ensemble's, at the ``gold (B, T)`` tokens."""
+    if len(per_member) == 1:
+        return per_member[0].gather(2, gold[..., None]).squeeze(2)
+    size = max(lp.shape[-1] for lp in per_member)
+    lps = torch.stack([torch.nn.functional.pad(lp, (0, size - lp.shape[-1]),
+                                               value=float("-inf")) for lp in per_member])
+    if mixture == "probability":
+        mixed = torch.logsumexp(lps, dim=0) - math.log(len(per_member))
+    else:
+        mixed = torch.log_softmax(lps.mean(dim=0), dim=-1)
+    return mixed.gather(2, gold[..., None]).squeeze(2)

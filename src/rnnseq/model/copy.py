@@ -31,8 +31,11 @@ def mixed_probs(
     ext_size: int,
 ) -> torch.Tensor:
     """``logits (..., V)``, ``attention (..., S)``, ``p_gen (...)``, ``src_map (..., S)``
-    (extended ids of the source positions) -> ``P (..., ext_size)`` in fp32, summing to 1."""
-    gen = p_gen.float()[..., None]
+    (extended ids of the source positions) -> ``P (..., ext_size)`` in fp32, summing to 1.
+    An empty source has nothing to copy from: there ``p_gen`` is 1."""
+    attention = attention.float()
+    nothing = attention.sum(dim=-1, keepdim=True) == 0
+    gen = p_gen.float()[..., None].masked_fill(nothing, 1.0)
     probs = logits.new_zeros((*logits.shape[:-1], ext_size), dtype=torch.float32)
     probs[..., : logits.shape[-1]] = gen * torch.softmax(logits.float(), dim=-1)
     return probs.scatter_add(-1, src_map, (1.0 - gen) * attention.float())

@@ -227,8 +227,9 @@ class Decoder(nn.Module):
     ) -> tuple[torch.Tensor, DecoderState, torch.Tensor | None]:
         """``prev_tokens (B,)`` -> ``log_probs (B, V)`` (``(B, ext_size)`` with copy attention),
         new state, attention ``(B, S)``."""
-        if self.copy:  # a copied word outside the vocabulary is read back as <unk>
-            prev_tokens = prev_tokens.masked_fill(prev_tokens >= self.vocab_size, UNK_ID)
+        # an id outside the vocabulary (a copied word, also one an ensemble's copy member
+        # chose) is read back as <unk>
+        prev_tokens = prev_tokens.masked_fill(prev_tokens >= self.vocab_size, UNK_ID)
         emb = self.embedding(prev_tokens)
         extra, context, weights = self._extra_input(state.hidden, state.feed, state.coverage,
                                                     state)
