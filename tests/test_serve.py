@@ -94,6 +94,31 @@ def test_outputs_equal_the_translator(server, model_dir, beam, n_best):
             assert [h["text"] for h in out["n_best"]] == [h.text for h in hyps]
 
 
+def test_sampling_and_prefixes_as_the_translator_does_them(server, model_dir):
+    from rnnseq.inference.sampling import Sampling
+
+    translator = load(str(model_dir))
+    body = {"text": INPUTS, "sample": True, "n_best": 3, "seed": 4, "top_k": 5,
+            "temperature": 1.5, "return_scores": True}
+    got = httpx.post(server + "/v1/translate", json=body).json()["translations"]
+    expected = translator.translate_nbest(INPUTS, n_best=3,
+                                          sampling=Sampling(5, 1.0, 1.5, 4))
+    for out, hyps in zip(got, expected, strict=True):
+        assert [h["text"] for h in out["n_best"]] == [h.text for h in hyps]
+    # line i of a request draws from stream i, whatever else is in the batch
+    alone = httpx.post(server + "/v1/translate", json={**body, "text": INPUTS[:1]}).json()
+    alone = alone["translations"][0]["n_best"]
+    assert [h["text"] for h in alone] == [h["text"] for h in got[0]["n_best"]]
+    assert [h["score"] for h in alone] == pytest.approx([h["score"] for h in got[0]["n_best"]],
+                                                        abs=1e-5)
+    prefixes = ["a", "", "b", "a", "c", "", "b"]
+    got = httpx.post(server + "/v1/translate",
+                     json={"text": INPUTS, "prefix": prefixes}).json()["translations"]
+    expected = translator.translate(INPUTS, prefixes=prefixes)
+    assert [t["text"] for t in got] == expected
+    assert all(t["text"].startswith(p) for t, p in zip(got, prefixes, strict=True))
+
+
 def test_attention_comes_with_its_tokens(server):
     out = httpx.post(server + "/v1/translate",
                      json={"text": ["abc"], "return_attention": True}).json()["translations"][0]
@@ -130,6 +155,11 @@ def test_many_concurrent_clients_get_their_own_answers(server, model_dir):
     ({"text": ["abc"] * 51}, 413, "at most 50"),
     ({"text": ["a" * 2001]}, 413, "2001 characters"),
     ({"text": ["abc"], "beam_size": 2, "n_best": 3}, 422, "n_best (3) cannot exceed"),
+    ({"text": ["abc", "cab"], "prefix": ["a"]}, 422, "prefix has 1 entries for 2 lines"),
+    ({"text": ["abc"], "top_k": 3}, 422, 'top_k set how to sample; add "sample": true'),
+    ({"text": ["abc"], "sample": True, "beam_size": 3}, 422, "drop beam_size (3)"),
+    ({"text": ["abc"], "sample": True, "top_p": 0}, 422, "top_p"),
+    ({"text": ["abc"], "prefix": ["a" * 1999]}, 413, "2002 characters"),
 ])
 def test_bad_requests_get_clear_json_errors(server, body, status, message):
     if isinstance(body, str):

@@ -18,6 +18,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -25,8 +26,10 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..errors import UsageError
+from ..inference.sampling import Sampling
 from ..inference.translator import Translator
-from .batcher import Batcher, QueueFull
+from .batcher import Batcher, QueueFull, estimate_tokens
 
 log = logging.getLogger("rnnseq.serve")
 STATIC = Path(__file__).with_name("static")
@@ -52,6 +55,14 @@ class TranslateRequest(BaseModel):
     min_length: int | None = Field(None, ge=0, le=1000)
     block_ngram_repeat: int | None = Field(None, ge=0, le=100)
     coverage_penalty: float | None = Field(None, ge=0.0, le=100.0, description="GNMT beta")
+    prefix: list[str] | None = Field(None, description="one target prefix per line of text "
+                                     "(may be empty): each output starts with it")
+    sample: bool = Field(False, description="draw n_best samples instead of searching")
+    top_k: int | None = Field(None, ge=0, le=100_000, description="sampling: 0 = all tokens")
+    top_p: float | None = Field(None, gt=0.0, le=1.0, description="sampling: nucleus mass")
+    temperature: float | None = Field(None, ge=0.0, le=100.0, description="sampling")
+    seed: int = Field(0, ge=0, le=2 ** 63 - 1, description="sampling: line i of the request "
+                      "draws from the stream (seed, i)")
     return_scores: bool = False
     return_attention: bool = False
 
@@ -94,7 +105,8 @@ def create_app(translators: dict[str, Translator], limits: Limits | None = None)
     async def lifespan(app: FastAPI):
         for name, translator in translators.items():
             batchers[name] = Batcher(_decoder(translator), limits.max_wait_ms,
-                                     limits.max_batch_tokens, limits.max_queue)
+                                     limits.max_batch_tokens, limits.max_queue,
+                                     cost=lambda line: estimate_tokens(line.text))
             batchers[name].on_batch = metrics.batch_lines.labels(name).observe
             batchers[name].on_drop = metrics.dropped_lines.labels(name).inc
             batchers[name].start()
@@ -148,21 +160,21 @@ def create_app(translators: dict[str, Translator], limits: Limits | None = None)
         if len(req.text) > limits.max_lines:
             raise ServeError(413, f"{len(req.text)} lines; this server takes at most "
                              f"{limits.max_lines} per request (--max-lines)")
-        chars = sum(map(len, req.text))
+        chars = sum(map(len, req.text)) + sum(map(len, req.prefix or []))
         if chars > limits.max_chars:
             raise ServeError(413, f"{chars} characters; this server takes at most "
                              f"{limits.max_chars} per request (--max-chars)")
         translator = translators[name]
-        beam = req.beam_size or translator.config.decode.beam_size
-        if req.n_best > beam:
-            raise ServeError(422, f"n_best ({req.n_best}) cannot exceed beam_size ({beam})")
-        options = (beam, req.n_best, req.length_penalty, req.min_length,
-                   req.block_ngram_repeat, req.coverage_penalty, req.return_attention)
+        options = _options(req, translator)
+        lines = [_Line(text, None if req.prefix is None else req.prefix[i], i)
+                 for i, text in enumerate(req.text)]
         try:
             results, batch = await _unless_disconnected(
-                request, batchers[name].submit(req.text, options))
+                request, batchers[name].submit(lines, options))
         except QueueFull as err:
             raise ServeError(503, str(err), {"Retry-After": str(err.retry_after)}) from None
+        except UsageError as err:  # an option this model cannot take
+            raise ServeError(422, str(err)) from None
         request.state.access = f" model={name} lines={len(req.text)} batch={batch}"
         out = [_translation(hyps, req) for hyps in results]
         return TranslateResponse(model=name, translations=out,
@@ -215,12 +227,63 @@ class _AccessLog:
             log.info("%s %s %d %.1f ms%s", scope["method"], path, status, seconds * 1000, extra)
 
 
+class _Line(NamedTuple):
+    """One line of a request: its text, its target prefix (or None) and its number in the
+    request (which seeds its samples)."""
+
+    text: str
+    prefix: str | None
+    number: int
+
+
+class _Options(NamedTuple):
+    """A request's decoding options: requests batch together only when these are equal."""
+
+    beam: int
+    n_best: int
+    alpha: float | None
+    min_length: int | None
+    block: int | None
+    beta: float | None
+    attention: bool
+    sampling: Sampling | None
+
+
+def _options(req: TranslateRequest, translator: Translator) -> _Options:
+    """The request's decoding options, or a 422 naming the field at fault."""
+    if req.prefix is not None and len(req.prefix) != len(req.text):
+        raise ServeError(422, f"prefix has {len(req.prefix)} entries for {len(req.text)} lines "
+                         "of text; give one per line (an empty string for none)")
+    if req.sample:
+        if req.beam_size not in (None, 1):
+            raise ServeError(422, f"sample draws one token at a time; drop beam_size "
+                             f"({req.beam_size})")
+        pick = lambda value, default: default if value is None else value  # noqa: E731
+        sampling = Sampling(pick(req.top_k, 0), pick(req.top_p, 1.0),
+                            pick(req.temperature, 1.0), req.seed)
+        beam = 1
+    else:
+        given = [name for name in ("top_k", "top_p", "temperature")
+                 if getattr(req, name) is not None]
+        if given:
+            raise ServeError(422, f"{', '.join(given)} set how to sample; add \"sample\": true")
+        sampling = None
+        beam = req.beam_size or translator.config.decode.beam_size
+        if req.n_best > beam:
+            raise ServeError(422, f"n_best ({req.n_best}) cannot exceed beam_size ({beam})")
+    return _Options(beam, req.n_best, req.length_penalty, req.min_length,
+                    req.block_ngram_repeat, req.coverage_penalty, req.return_attention, sampling)
+
+
 def _decoder(translator: Translator):
-    def decode(lines: list[str], options: tuple):
-        beam, n_best, alpha, min_length, block, beta, attention = options
+    def decode(lines: list[_Line], o: _Options):
+        prefixes = [line.prefix or "" for line in lines]
         return translator.translate_nbest(
-            lines, beam_size=beam, n_best=n_best, length_penalty=alpha, min_length=min_length,
-            block_ngram_repeat=block, coverage_penalty=beta, return_attention=attention)
+            [line.text for line in lines], beam_size=None if o.sampling else o.beam,
+            n_best=o.n_best, length_penalty=o.alpha, min_length=o.min_length,
+            block_ngram_repeat=o.block, coverage_penalty=o.beta, return_attention=o.attention,
+            sampling=o.sampling, prefixes=prefixes if any(prefixes) else None,
+            line_numbers=[line.number for line in lines])
     return decode
 
 

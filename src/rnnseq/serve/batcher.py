@@ -37,6 +37,7 @@ class _Item:
 
 
 def estimate_tokens(line: str) -> int:
+    """Source tokens of ``line``, estimated without a tokenizer."""
     return len(line) // 4 + 1
 
 
@@ -45,8 +46,8 @@ class Batcher:
     runs on a worker thread and returns one result per line)."""
 
     def __init__(self, decode, max_wait_ms: float = 5.0, max_batch_tokens: int = 4096,
-                 max_queue: int = 4096) -> None:
-        self.decode = decode
+                 max_queue: int = 4096, cost=estimate_tokens) -> None:
+        self.decode, self.cost = decode, cost  # cost(line): its estimated source tokens
         self.max_wait = max_wait_ms / 1000.0
         self.max_batch_tokens = max_batch_tokens
         self.max_queue = max_queue
@@ -75,7 +76,7 @@ class Batcher:
         items: list[_Item] = []
         piece, tokens = [], 0
         for line in lines:  # split long requests so that one batch holds at most one piece
-            cost = estimate_tokens(line)
+            cost = self.cost(line)
             if piece and tokens + cost > self.max_batch_tokens:
                 items.append(_Item(piece, options, loop.create_future(), tokens))
                 piece, tokens = [], 0
