@@ -12,7 +12,7 @@ BASE = {"config", "errors", "fileio", "faults", "precision"}
 ALLOWED = {
     "errors": set(),
     "faults": set(),
-    "precision": set(),
+    "precision": {"config", "errors"},  # its choices are the config's Precision type
     "metrics": set(),
     "streaming": {"errors"},
     "fileio": {"errors"},
