@@ -143,8 +143,11 @@ def test_resume_may_switch_coverage_on_and_nothing_else(workdir, capsys):
         "at step 30")[-1]
 
 
-@pytest.mark.parametrize("extra", [[], ["--set", "model.copy_attention=true", "--set",
-                                        "model.coverage=true"]], ids=["plain", "copy+coverage"])
+@pytest.mark.parametrize("extra", [
+    [], ["--set", "model.copy_attention=true", "model.coverage=true"],
+    ["--set", "train.scheduled_sampling=linear", "train.scheduled_sampling_steps=5",
+     "train.scheduled_sampling_max=0.5", "train.scheduled_sampling_choice=sample"],
+], ids=["plain", "copy+coverage", "scheduled-sampling"])
 def test_exact_resume_gives_identical_weights(workdir, extra):
     from safetensors.torch import load_file
 

@@ -169,6 +169,18 @@ class TrainConfig:
         1.0, min=0.0, help="lambda of See et al.'s coverage loss sum_i min(a_i, c_i) (with "
         "model.coverage)"
     )
+    scheduled_sampling: Literal["none", "linear", "exponential", "inverse_sigmoid"] = _f(
+        "none", help="feed the decoder its own predictions with a probability that grows "
+        "from 0 to scheduled_sampling_max (Bengio et al. 2015; stepped decoder, slower)"
+    )
+    scheduled_sampling_max: float = _f(0.25, min=0.0, help="the largest probability (<= 1)")
+    scheduled_sampling_steps: int = _f(
+        10000, min=1, help="steps after the warm-up over which the probability rises"
+    )
+    scheduled_sampling_warmup: int = _f(0, min=0, help="steps of pure teacher forcing first")
+    scheduled_sampling_choice: Literal["argmax", "sample"] = _f(
+        "argmax", help="feed the most probable token, or a sample from the model"
+    )
     valid_every: int = _f(500, min=1, help="validate and checkpoint every N steps")
     keep_checkpoints: int = _f(
         1, min=1, help="keep the N newest checkpoints (plus best), e.g. for `rnnseq average`"

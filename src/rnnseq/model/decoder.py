@@ -24,7 +24,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from ..data.vocab import UNK_ID
+from ..data.vocab import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 from ..precision import autocast_dtype
 from .attention import make_attention
 from .cells import SteppedRNN
@@ -81,6 +81,18 @@ class DecoderState:
             self.memory, self.keys, self.mask, self.stepper, self.src_map, self.ext_size,
             pick(self.coverage),
         )
+
+
+class ScheduledInputs(NamedTuple):
+    """Scheduled sampling (Bengio et al. 2015, "Scheduled Sampling for Sequence Prediction with
+    Recurrent Neural Networks"): ``replace (B, T)`` marks the decoder inputs that are the
+    model's own prediction at the previous position instead of the reference token (position
+    0, ``<s>``, is never replaced). The prediction is the most probable token, or, with
+    ``noise (B, T)`` (uniform draws), a sample from the model's distribution; ``<pad>``, ``<s>``
+    and ``</s>`` are never predicted. No gradient flows through the choice."""
+
+    replace: torch.Tensor
+    noise: torch.Tensor | None = None
 
 
 class DecoderOutput(NamedTuple):
@@ -253,16 +265,20 @@ class Decoder(nn.Module):
         return log_probs, new, weights
 
     # -- teacher forcing --------------------------------------------------------------------
-    def features(self, tgt_in: torch.Tensor, state: DecoderState) -> DecoderOutput:
+    def features(self, tgt_in: torch.Tensor, state: DecoderState,
+                 scheduled: ScheduledInputs | None = None) -> DecoderOutput:
         """``tgt_in (B, T)`` -> :class:`DecoderOutput` (attentional vectors ``(B, T, H)``, ...).
 
         Without input feeding (and for Luong or no attention, without coverage) the whole target
-        runs through one RNN call and one batched attention. Otherwise the decoder steps, with
-        the embedding part of the first layer's input projection computed for all steps in one
-        multiply.
+        runs through one RNN call and one batched attention. Otherwise, and always with
+        ``scheduled`` inputs, the decoder steps, with the embedding part of the first layer's
+        input projection computed for all reference tokens in one multiply (a replaced input's
+        is computed at its step, so with nothing replaced the result is teacher forcing's, bit
+        for bit).
         """
         emb = self.embedding_dropout(self.embedding(tgt_in))
-        if not self.input_feeding and not self.bahdanau and not self.coverage:
+        if (not self.input_feeding and not self.bahdanau and not self.coverage
+                and scheduled is None):
             h, _ = self.rnn(emb, state.hidden)
             if self.attention is None:
                 return DecoderOutput(h)
@@ -274,20 +290,52 @@ class Decoder(nn.Module):
         layer_weights = stepped.weights(defer_grad=torch.is_grad_enabled())
         hidden, feed, coverage = state.hidden, state.feed, state.coverage
         outputs, all_weights, gates, cov_losses = [], [], [], []
+        previous = None  # step t - 1's (o, weights, context, h, input embedding)
         for t in range(tgt_in.shape[1]):
+            emb_t, pre_t = emb[:, t], pre[:, t]
+            if scheduled is not None and t > 0 and bool(scheduled.replace[:, t].any()):
+                emb_t, pre_t = self._scheduled_input(scheduled, t, emb_t, pre_t, stepped, state,
+                                                     previous)
             extra, context, weights = self._extra_input(hidden, feed, coverage, state)
-            h, hidden = stepped.step(pre[:, t], extra, hidden, layer_weights, self.training)
+            h, hidden = stepped.step(pre_t, extra, hidden, layer_weights, self.training)
             o, weights, context = self._output(h, context, weights, coverage, state)
+            previous = (o, weights, context, h, emb_t)
             feed = o
             outputs.append(o)
             all_weights.append(weights)
             if self.copy:
-                gates.append(self._gate(context, h, emb[:, t]))
+                gates.append(self._gate(context, h, emb_t))
             if coverage is not None:  # See et al. eq. 12: sum_i min(a_ti, c_ti)
                 cov_losses.append(torch.minimum(weights.float(), coverage).sum(-1))
                 coverage = coverage + weights.float()
-        stack = lambda xs: torch.stack(xs, dim=1) if xs else None  # noqa: E731
+        stack = lambda xs: torch.stack(xs, dim=1) if xs and xs[0] is not None else None  # noqa: E731
         return DecoderOutput(stack(outputs), stack(all_weights), stack(gates), stack(cov_losses))
+
+    def _scheduled_input(self, scheduled: ScheduledInputs, t: int, emb_t, pre_t, stepped,
+                         state: DecoderState, previous):
+        """Step ``t``'s input embedding and first-layer projection with the rows that
+        ``scheduled.replace[:, t]`` marks taken from the prediction after step ``t - 1``."""
+        o, weights, context, h, emb_prev = previous
+        with torch.no_grad():
+            logits = self.out(o)
+            if self.copy:
+                lp = mixed_log_probs(logits, weights, self._gate(context, h, emb_prev),
+                                     state.src_map, state.ext_size, floor=False)
+            else:
+                lp = torch.log_softmax(logits.float(), dim=-1)
+            lp[:, [PAD_ID, BOS_ID, EOS_ID]] = float("-inf")
+            if scheduled.noise is None:
+                pred = lp.argmax(dim=-1)
+            else:
+                cdf = torch.softmax(lp, dim=-1).cumsum(dim=-1)
+                u = scheduled.noise[:, t - 1 : t].float() * cdf[:, -1:]
+                pred = torch.searchsorted(cdf, u, right=True).squeeze(1)
+                pred = pred.clamp_(max=cdf.shape[-1] - 1)
+            pred = pred.masked_fill(pred >= self.vocab_size, UNK_ID)  # a copy reads as <unk>
+        rows = scheduled.replace[:, t][:, None]
+        emb_pred = self.embedding_dropout(self.embedding(pred))
+        pre_pred = stepped.precompute(emb_pred[:, None])[:, 0]
+        return torch.where(rows, emb_pred, emb_t), torch.where(rows, pre_pred, pre_t)
 
     def project(self, features: torch.Tensor) -> torch.Tensor:
         """Attentional vectors ``(..., H)`` -> logits ``(..., V)``."""

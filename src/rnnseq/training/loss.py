@@ -31,19 +31,21 @@ def label_smoothed_nll(
 def sequence_loss(
     model, src: torch.Tensor, src_lengths: torch.Tensor, tgt_in: torch.Tensor,
     tgt_out: torch.Tensor, smoothing: float = 0.0, src_map: torch.Tensor | None = None,
-    coverage_weight: float = 0.0,
+    coverage_weight: float = 0.0, scheduled=None,
 ) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Teacher-forced loss of a batch: (smoothed loss sum, NLL sum, number of target tokens).
 
     The output layer and softmax run only on positions where ``tgt_out`` is not ``<pad>``.
     Copy attention needs ``src_map`` and ``tgt_out`` in extended ids (``Batch``). With coverage,
     ``coverage_weight`` (λ) times the coverage loss ``Σ_t Σ_i min(a_ti, c_ti)`` over real target
-    positions is added to the loss (See et al. 2017, eq. 13), not to the NLL.
+    positions is added to the loss (See et al. 2017, eq. 13), not to the NLL. ``scheduled``
+    (:class:`~rnnseq.model.decoder.ScheduledInputs`) replaces some decoder inputs with the
+    model's own predictions (scheduled sampling).
     """
     decoder = model.decoder
     enc = model.encode(src, src_lengths)
     state = decoder.init_state(enc, src_map)
-    out = decoder.features(tgt_in, state)
+    out = decoder.features(tgt_in, state, scheduled)
     mask = tgt_out != PAD_ID
     lprobs = decoder.log_probs(out, state, mask)
     loss, nll = label_smoothed_nll(lprobs, tgt_out[mask], smoothing, decoder.vocab_size)

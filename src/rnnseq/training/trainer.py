@@ -38,6 +38,7 @@ from .checkpoint import load_trainer_state, restore_optimizer, save_checkpoint, 
 from .distributed import Distributed
 from .loss import sequence_loss, word_dropout
 from .schedule import Schedule
+from .scheduled_sampling import sampling_rate, scheduled_inputs
 
 log = logging.getLogger("rnnseq")
 
@@ -68,9 +69,10 @@ class LossModule(torch.nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, src, src_lengths, tgt_in, tgt_out, smoothing, src_map, coverage_weight):
+    def forward(self, src, src_lengths, tgt_in, tgt_out, smoothing, src_map, coverage_weight,
+                scheduled=None):
         return sequence_loss(self.model, src, src_lengths, tgt_in, tgt_out, smoothing, src_map,
-                             coverage_weight)
+                             coverage_weight, scheduled)
 
 
 def resolve_device(name: str, precision: str = "fp32") -> torch.device:
@@ -413,7 +415,9 @@ class Trainer:
                     src = word_dropout(batch.src, t.src_word_dropout)
                     tgt_in = word_dropout(batch.tgt_in, t.tgt_word_dropout, skip_first=True)
                     args = (src, batch.src_lengths, tgt_in, batch.tgt_out, t.label_smoothing,
-                            batch.src_map, t.coverage_loss_weight)
+                            batch.src_map, t.coverage_loss_weight,
+                            scheduled_inputs(tgt_in, sampling_rate(t, self.step),
+                                             t.scheduled_sampling_choice))
                     if self.ddp is not None:
                         loss_sum, nll_sum, _ = self.ddp(*args)
                     else:
