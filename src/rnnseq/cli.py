@@ -268,6 +268,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         import uvicorn
 
         from .serve.app import Limits, create_app
+        from .serve.batcher import torch_thread
     except ImportError as err:
         raise UsageError(f"rnnseq serve needs the [serve] extra ({err.name} is missing): "
                          "pip install 'rnnseq[serve]'") from None
@@ -279,8 +280,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         name = name or Path(path).resolve().name
         if name in translators:
             raise UsageError(f"two models are named {name!r}; name them: NAME=DIR")
-        translators[name] = load(path, device=args.device, precision=args.precision,
-                                 quantize=args.quantize)
+        translators[name] = torch_thread().submit(  # see torch_thread: not on this thread
+            load, path, device=args.device, precision=args.precision,
+            quantize=args.quantize).result()
     limits = Limits(args.max_lines, args.max_chars, args.max_wait_ms, args.max_batch_tokens,
                     args.max_queue)
     uvicorn.run(create_app(translators, limits), host=args.host, port=args.port,

@@ -1,8 +1,11 @@
 """Batching across requests: one queue per model, decoded in batches on one worker thread.
 
 Requests put their lines on the model's queue with their decoding options. The worker takes
-the oldest waiting item, then keeps collecting for up to ``max_wait_ms`` or until
-``max_batch_tokens`` source tokens (counted as characters / 4 + 1, an estimate that needs no
+the oldest waiting item, then keeps collecting for up to ``max_wait_ms`` (counted from when that
+item arrived, or from the end of the previous batch if it arrived during it: the clients just
+answered then have time to send their next lines, so concurrent clients fall into one batch
+instead of two that alternate) or until ``max_batch_tokens`` source tokens (counted as
+characters / 4 + 1, an estimate that needs no
 tokenizer), takes every waiting item with the same options, and decodes those lines in one
 ``Translator.translate_nbest`` call, which sorts them by length. Each request gets its own
 lines back. A long request is split into pieces of at most ``max_batch_tokens``, so it never
@@ -13,6 +16,7 @@ beyond that :class:`QueueFull` asks the client to come back later.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import time
 from dataclasses import dataclass, field
@@ -34,6 +38,22 @@ class _Item:
     tokens: int  # estimated source tokens of its lines
     enqueued: float = field(default_factory=time.perf_counter)
     batch_size: int = 0  # lines in the batch that decoded it
+
+
+_TORCH_THREAD: concurrent.futures.ThreadPoolExecutor | None = None
+
+
+def torch_thread() -> concurrent.futures.ThreadPoolExecutor:
+    """The one thread that runs torch in a server: it loads the models and decodes every batch.
+
+    Not the event loop's thread, which must stay free for requests; and one thread only: once
+    a process's first thread has run torch's parallel (OpenMP) code, the same code called from
+    another thread ran about 1.5 times slower on a 2-core CPU (measured with torch 2.13), so
+    the main thread never runs it."""
+    global _TORCH_THREAD
+    if _TORCH_THREAD is None:
+        _TORCH_THREAD = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="torch")
+    return _TORCH_THREAD
 
 
 def estimate_tokens(line: str) -> int:
@@ -118,12 +138,13 @@ class Batcher:
         self.queued_tokens -= item.tokens
 
     async def _run(self) -> None:
+        free_since = 0.0  # when the previous batch was done
         while True:
             if not self.waiting:
                 self.wakeup.clear()
                 await self.wakeup.wait()
                 continue
-            deadline = self.waiting[0].enqueued + self.max_wait
+            deadline = max(self.waiting[0].enqueued, free_since) + self.max_wait
             while self.queued_tokens < self.max_batch_tokens:  # wait for more, or the deadline
                 left = deadline - time.perf_counter()
                 if left <= 0:
@@ -138,12 +159,15 @@ class Batcher:
             if self.on_batch is not None:
                 self.on_batch(len(lines))
             try:
-                results = await asyncio.to_thread(self.decode, lines, batch[0].options)
+                results = await asyncio.get_running_loop().run_in_executor(
+                    torch_thread(), self.decode, lines, batch[0].options)
             except Exception as err:  # noqa: BLE001 - the requests get the error, not the loop
                 for item in batch:
                     if not item.future.done():
                         item.future.set_exception(err)
                 continue
+            finally:
+                free_since = time.perf_counter()
             start = 0
             for item in batch:
                 part = results[start : start + len(item.lines)]
