@@ -51,6 +51,11 @@ class Load:
     errors: int
     outputs: dict[int, str] = field(default_factory=dict)  # sentence index -> served text
 
+    @property
+    def rate(self) -> float:
+        """Answered sentences per second."""
+        return (self.sentences - self.errors) / self.seconds
+
     def percentile(self, p: float) -> float:
         ordered = sorted(self.latencies)
         return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] if ordered else 0.0
@@ -204,7 +209,7 @@ def table(results: dict, baseline: float, clients: list[int]) -> str:
             "| errors | peak RSS MiB |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
             "| ---: |"]
     for (system, n), (load, rss) in results.items():
-        rate = (load.sentences - load.errors) / load.seconds
+        rate = load.rate
         rows.append(f"| {NAMES[system]} | {n} | {rate:,.1f} | {rate / baseline:.0%} "
                     f"| {load.percentile(50) * 1000:.0f} | {load.percentile(95) * 1000:.0f} "
                     f"| {load.percentile(99) * 1000:.0f} | {load.errors} | {rss:,.0f} |")
@@ -215,7 +220,7 @@ def table(results: dict, baseline: float, clients: list[int]) -> str:
         for n in clients:
             if ("rnnseq", n) in results and ("onmt", n) in results:
                 ours, theirs = results["rnnseq", n][0], results["onmt", n][0]
-                speedup = (ours.sentences / ours.seconds) / (theirs.sentences / theirs.seconds)
+                speedup = ours.rate / theirs.rate
                 p95 = ours.percentile(95) / theirs.percentile(95)
                 rows.append(f"| {n} | {speedup:.1f}x | {p95:.2f} |")
     return "\n".join(rows)
@@ -267,7 +272,7 @@ def main() -> None:
             finally:
                 server.stop()
             results[system, n] = (load, rss)
-            rate = (load.sentences - load.errors) / load.seconds
+            rate = load.rate
             note = ""
             if system == "rnnseq":
                 differ = sum(text != expected[i] for i, text in load.outputs.items())

@@ -121,3 +121,20 @@ def test_compare_dry_run_lists_the_schedule():
     bad = subprocess.run([sys.executable, str(script), "--dry-run", "--systems", "fairseq"],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "unknown system 'fairseq'" in bad.stderr
+
+
+# -- the serving load test (benchmarks/serve_load.py) -------------------------------------------
+import serve_load  # noqa: E402
+
+
+def test_serve_load_percentiles_and_table():
+    load = serve_load.Load(100, 2.0, [i / 1000 for i in range(1, 101)], 0)
+    assert load.percentile(50) == pytest.approx(0.051)
+    assert load.percentile(95) == pytest.approx(0.096)
+    assert load.percentile(99) == pytest.approx(0.1)
+    slow = serve_load.Load(100, 10.0, [0.5] * 98, 2)
+    results = {("rnnseq", 32): (load, 400.0), ("onmt", 32): (slow, 560.0)}
+    text = serve_load.table(results, baseline=100.0, clients=[32])
+    assert "| rnnseq serve | 32 | 50.0 | 50% | 51 | 96 | 100 | 0 | 400 |" in text
+    assert "| OpenNMT-py onmt_server | 32 | 9.8 | 10% | 500 | 500 | 500 | 2 | 560 |" in text
+    assert "| 32 | 5.1x | 0.19 |" in text
