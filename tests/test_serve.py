@@ -197,6 +197,27 @@ def test_long_inputs_are_truncated_with_a_warning(model_dir, caplog):
     assert r["translations"][1]["text"] == translator.translate(["abca"])[0]
 
 
+@pytest.mark.parametrize("options", [{"quantize": "int8"}, {"precision": "bf16"}])
+def test_serve_decodes_with_int8_or_bf16_as_translate_does(model_dir, options):
+    from rnnseq.serve.app import create_app
+
+    translator = load(str(model_dir), **options)
+    app = create_app({"toy": translator})
+
+    async def call():
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+                info = (await http.get("/v1/models")).json()["models"][0]
+                out = (await http.post("/v1/translate", json={"text": INPUTS})).json()
+                return info, out
+
+    info, out = asyncio.run(call())
+    assert info["quantize"] == options.get("quantize")
+    assert info["precision"] == options.get("precision", "fp32")
+    assert [t["text"] for t in out["translations"]] == translator.translate(INPUTS)
+
+
 def test_batcher_batches_across_requests_and_splits_long_ones():
     calls = []
 
