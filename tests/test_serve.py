@@ -160,6 +160,8 @@ def test_many_concurrent_clients_get_their_own_answers(server, model_dir):
     ({"text": ["abc"], "sample": True, "beam_size": 3}, 422, "drop beam_size (3)"),
     ({"text": ["abc"], "sample": True, "top_p": 0}, 422, "top_p"),
     ({"text": ["abc"], "prefix": ["a" * 1999]}, 413, "2002 characters"),
+    ({"text": ["abc"], "task": "title"}, 422, "unknown task 'title'; this model was trained on "
+     "one task"),
 ])
 def test_bad_requests_get_clear_json_errors(server, body, status, message):
     if isinstance(body, str):

@@ -97,14 +97,16 @@ def cmd_translate(args: argparse.Namespace) -> int:
                   return_attention=bool(args.attention or args.plot_attention),
                   min_length=args.min_length, block_ngram_repeat=args.block_ngram_repeat,
                   block_ngram_ignore=args.block_ngram_ignore,
-                  coverage_penalty=args.coverage_penalty, sampling=_sampling(args))
+                  coverage_penalty=args.coverage_penalty, sampling=_sampling(args),
+                  task=args.task)
 
     def run(lines: list[str], first: int) -> list[list[str]]:
         """Output lines for input lines ``first, first + 1, ...`` (and their translations)."""
         numbers = list(range(first, first + len(lines)))
         if args.score_only:
             targets = [aligned.line(args.score_only, n) for n in numbers]
-            scores = translator.score(lines, targets, batch_size=args.batch_size)
+            scores = translator.score(lines, targets, batch_size=args.batch_size,
+                                      task=args.task)
             return [[f"{value:.4f}"] for value in scores], None
         prefixes = None if args.prefix is None else [aligned.line(args.prefix, n)
                                                      for n in numbers]
@@ -391,6 +393,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "sampling (default 1; 0 = greedy)")
     p.add_argument("--seed", type=int, help="sampling seed (default 0); each input line has "
                    "its own random stream, so batching never changes a line's samples")
+    p.add_argument("--task", metavar="NAME",
+                   help="a multi-task model: the task to do (default its main task; a line "
+                        "that starts with a task's tag does that task)")
     p.add_argument("--ensemble-mixture", default="probability", choices=MIXTURES,
                    help="how an ensemble combines its models' next-token distributions: mean "
                         "of probabilities, or normalised mean of log-probabilities")

@@ -41,6 +41,8 @@ MIXTURES: tuple[str, ...] = typing.get_args(EnsembleMixture)
 # every model key, shapes the model or how it reads and writes text (see model_settings).
 DATA_LOCATION_KEYS = frozenset({"train_src", "train_tgt", "train_tsv", "valid_src", "valid_tgt",
                                 "valid_tsv", "max_len", "max_src_len", "max_tgt_len"})
+# Of a task, only its name and tag shape the model (its tag is a vocabulary entry).
+TASK_MODEL_KEYS = ("name", "tag")
 
 
 def _f(default: Any, *, min: float | None = None, gt: float | None = None, help: str = ""):
@@ -49,6 +51,23 @@ def _f(default: Any, *, min: float | None = None, gt: float | None = None, help:
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)
+
+
+@dataclass
+class TaskConfig:
+    """One corpus of a multi-task run (``data.tasks``): its files, its share of the training
+    examples and the tag token put before each of its sources."""
+
+    name: str = _f("", help="the task's name (rnnseq translate --task NAME)")
+    train_src: str | None = _f(None, help="training source file")
+    train_tgt: str | None = _f(None, help="training target file")
+    train_tsv: str | None = _f(None, help="training pairs as TSV")
+    valid_src: str | None = _f(None, help="validation source file")
+    valid_tgt: str | None = _f(None, help="validation target file")
+    valid_tsv: str | None = _f(None, help="validation pairs as TSV")
+    weight: float = _f(1.0, gt=0.0, help="share of the training examples, relative to the "
+                       "other tasks' weights")
+    tag: str | None = _f(None, help="a token before every source of the task, e.g. <title>")
 
 
 @dataclass
@@ -82,6 +101,14 @@ class DataConfig:
         None, min=1, help="truncate training sources to this many tokens (e.g. long documents)"
     )
     max_tgt_len: int | None = _f(None, min=1, help="truncate training targets to this many tokens")
+    tasks: list[TaskConfig] | None = _f(
+        None, help="several training corpora in one run (multi-task): a list of {name, "
+        "train_*, valid_*, weight, tag}; the data.train_*/valid_* keys then stay empty"
+    )
+    main_task: str | None = _f(
+        None, help="the task whose validation picks checkpoints and stops training (default: "
+        "the first); the others' validation loss is logged"
+    )
 
     def normalization(self, side: str) -> Normalization:
         """The normalization of ``side`` (``src`` or ``tgt``): its own key, else ``normalize``."""
@@ -285,6 +312,7 @@ class Config:
     # -- cross-field checks ---------------------------------------------------------------
     def validate(self, source: str = "config") -> None:
         d, m, t = self.data, self.model, self.train
+        _validate_tasks(d, source)
         if m.bidirectional and m.hidden_size % 2:
             raise ConfigError(
                 f"{source}: model.hidden_size must be even with a bidirectional encoder "
@@ -364,6 +392,48 @@ class Config:
 ADDABLE_SETTINGS = {"model.coverage": True}
 
 
+def _validate_tasks(d: DataConfig, source: str) -> None:
+    """A multi-task data section: named, distinct tasks with their own files and tags."""
+    if d.tasks is None:
+        if d.main_task is not None:
+            raise ConfigError(f"{source}: data.main_task names a task, but data.tasks is empty")
+        return
+    given = [k for k in ("train_src", "train_tgt", "train_tsv", "valid_src", "valid_tgt",
+                         "valid_tsv") if getattr(d, k) is not None]
+    if given:
+        raise ConfigError(f"{source}: with data.tasks, each task names its own files; "
+                          f"data.{given[0]} belongs to no task (move it into one)")
+    names = [task.name for task in d.tasks]
+    for i, task in enumerate(d.tasks):
+        where = f"{source}: data.tasks[{i}]"
+        if not task.name:
+            raise ConfigError(f"{where}: every task needs a name")
+        if names.count(task.name) > 1:
+            raise ConfigError(f"{where}: two tasks are named {task.name!r}")
+        if not (task.train_tsv or task.train_src or task.train_tgt):
+            raise ConfigError(f"{where} ({task.name}): no training data; give train_tsv or "
+                              "train_src and train_tgt")
+        if task.tag is not None and (not task.tag or task.tag != task.tag.strip()
+                                     or len(task.tag.split()) != 1):
+            raise ConfigError(f"{where} ({task.name}): a tag is one token without spaces, "
+                              f"got {task.tag!r}")
+    tags = [task.tag for task in d.tasks if task.tag is not None]
+    if len(set(tags)) != len(tags):
+        raise ConfigError(f"{source}: data.tasks: two tasks share a tag; give each its own")
+    if d.main_task is not None and d.main_task not in names:
+        raise ConfigError(f"{source}: data.main_task {d.main_task!r} is not a task; the tasks "
+                          f"are {', '.join(names)}")
+
+
+def task_tags(d: DataConfig) -> dict[str, str | None]:
+    """Each task's tag by name, the main task first (empty without tasks)."""
+    if d.tasks is None:
+        return {}
+    main = d.main_task or d.tasks[0].name
+    ordered = sorted(d.tasks, key=lambda task: task.name != main)
+    return {task.name: task.tag for task in ordered}
+
+
 def model_settings(config: Config) -> dict[str, Any]:
     """The settings that define a model, as ``{"section.key": value}``: every model key and
     every data key except where the data lives (:data:`DATA_LOCATION_KEYS`). Two model
@@ -371,6 +441,8 @@ def model_settings(config: Config) -> dict[str, Any]:
     out = {f"model.{k}": v for k, v in dataclasses.asdict(config.model).items()}
     out.update({f"data.{k}": v for k, v in dataclasses.asdict(config.data).items()
                 if k not in DATA_LOCATION_KEYS})
+    if out["data.tasks"] is not None:
+        out["data.tasks"] = [{k: task[k] for k in TASK_MODEL_KEYS} for task in out["data.tasks"]]
     return out
 
 
@@ -412,6 +484,8 @@ def _type_name(tp) -> str:
     if origin in (typing.Union, types.UnionType):
         return " or ".join(_type_name(a) for a in typing.get_args(tp))
     if origin is list:
+        if typing.get_args(tp)[0] is TaskConfig:
+            return "a list of tasks (mappings)"
         return f"a list of {_type_name(typing.get_args(tp)[0]).removeprefix('a ')}s"
     return {type(None): "null", int: "an integer", float: "a number", str: "a string",
             bool: "true/false"}.get(tp, str(tp))
@@ -462,6 +536,12 @@ def _coerce(tp, value):
 def _check_value(section_type, f: dataclasses.Field, value, dotted: str, source: str, lines: dict):
     hints = typing.get_type_hints(section_type)
     tp = hints[f.name]
+    if list[TaskConfig] in typing.get_args(tp) and value is not None:
+        if not isinstance(value, list) or not value:
+            raise ConfigError(f"{_where(source, lines, dotted)}{dotted}: expected "
+                              f"{_type_name(tp)}, got {value!r}")
+        return [_build_section(TaskConfig, item, f"{dotted}[{i}]", source, lines)
+                for i, item in enumerate(value)]
     try:
         value = _coerce(tp, value)
     except TypeError:
@@ -493,9 +573,15 @@ def _parse_yaml(text: str, source: str) -> tuple[Any, dict]:
         for key_node, value_node in node.value:
             lines[str(key_node.value)] = key_node.start_mark.line + 1
             if isinstance(value_node, yaml.MappingNode):
-                for sub_key, _ in value_node.value:
+                for sub_key, sub_value in value_node.value:
                     dotted = f"{key_node.value}.{sub_key.value}"
                     lines[dotted] = sub_key.start_mark.line + 1
+                    if isinstance(sub_value, yaml.SequenceNode):  # data.tasks[i].key
+                        for i, item in enumerate(sub_value.value):
+                            lines[f"{dotted}[{i}]"] = item.start_mark.line + 1
+                            if isinstance(item, yaml.MappingNode):
+                                for k, _ in item.value:
+                                    lines[f"{dotted}[{i}].{k.value}"] = k.start_mark.line + 1
     return raw, lines
 
 
@@ -533,4 +619,9 @@ def describe() -> str:
             help_text = f.metadata.get("help", "")
             line = f"  {f.name}: {default!r:<16} # {_type_name(hints[f.name])}"
             out.append(line + (f"; {help_text}" if help_text else ""))
+            if f.name == "tasks":  # the keys of each task
+                task_hints = typing.get_type_hints(TaskConfig)
+                for tf in dataclasses.fields(TaskConfig):
+                    out.append(f"    - {tf.name}: {tf.default!r:<12} # "
+                               f"{_type_name(task_hints[tf.name])}; {tf.metadata.get('help')}")
     return "\n".join(out)

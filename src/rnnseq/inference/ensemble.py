@@ -71,6 +71,7 @@ class EnsembleDecoder:
 def check_members(bundles: list, paths: list[str]) -> None:
     """Refuse an ensemble whose members would read or write text differently, naming the two
     directories that disagree and how."""
+    from ..config import task_tags
     from ..errors import UsageError
 
     first, first_path = bundles[0], paths[0]
@@ -80,6 +81,10 @@ def check_members(bundles: list, paths: list[str]) -> None:
                              f"has {len(bundle.tgt_vocab)} target types, {first_path} "
                              f"{len(first.tgt_vocab)}" + _first_difference(
                                  first.tgt_vocab.itos, bundle.tgt_vocab.itos))
+        if task_tags(bundle.config.data) != task_tags(first.config.data):
+            raise UsageError(f"an ensemble's models must do the same tasks: {path} has "
+                             f"{task_tags(bundle.config.data) or 'one task'}, {first_path} "
+                             f"{task_tags(first.config.data) or 'one task'}")
         for side in ("src", "tgt"):
             a, b = getattr(first, f"{side}_tokenizer"), getattr(bundle, f"{side}_tokenizer")
             if _tokenizer_identity(a) != _tokenizer_identity(b):

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..config import task_tags
 from ..data.batching import collate, make_batches, pad
 from ..data.extended import decode_extended, extend_target, source_map
 from ..data.vocab import EOS_ID, PAD_ID, UNK_ID
@@ -112,14 +113,16 @@ class Translator:
         min_length: int | None = None, block_ngram_repeat: int | None = None,
         block_ngram_ignore: list[str] | None = None, coverage_penalty: float | None = None,
         sampling: Sampling | None = None, prefixes: list[str] | None = None,
-        line_numbers: list[int] | None = None,
+        line_numbers: list[int] | None = None, task: str | None = None,
     ) -> list[list[Translation]]:
         """``n_best`` translations per sentence, best first, in input order. Every option left
         at None takes the model's ``decode`` config (:mod:`rnnseq.inference.rules` for the
         four after ``return_attention``). ``sampling`` draws ``n_best`` independent samples
         per sentence instead of searching (:mod:`rnnseq.inference.sampling`; each line's
         samples are seeded by its number: ``line_numbers[i]``, by default ``i``); ``prefixes``
-        (one per sentence, may be empty) are target text every output starts with."""
+        (one per sentence, may be empty) are target text every output starts with. A
+        multi-task model (``data.tasks``) does ``task`` (default: its main task), or the task
+        whose tag a line starts with."""
         dc = self.config.decode
         beam = dc.beam_size if beam_size is None else beam_size
         if sampling is not None:
@@ -138,7 +141,7 @@ class Translator:
             raise UsageError(f"{len(prefixes)} prefixes for {len(sentences)} input lines; give "
                              "one per line (an empty line for none)")
         rules = self._rules(min_length, block_ngram_repeat, block_ngram_ignore, coverage_penalty)
-        inputs = self._inputs(sentences)
+        inputs = self._inputs(sentences, task)
         forced = None if prefixes is None else [
             self._target_ids(p, inputs.oov[i]) for i, p in enumerate(prefixes)]
         results: list[list[Translation] | None] = [None] * len(sentences)
@@ -156,13 +159,13 @@ class Translator:
 
     @torch.no_grad()
     def score(self, sentences: list[str], targets: list[str], *,
-              batch_size: int | None = None) -> list[float]:
+              batch_size: int | None = None, task: str | None = None) -> list[float]:
         """The log-probability each target has as the translation of its sentence (its tokens
         and ``</s>``; no length penalty, no decoding rules), by teacher forcing."""
         if len(targets) != len(sentences):
             raise UsageError(f"{len(targets)} targets for {len(sentences)} input lines; give "
                              "one per line")
-        inputs = self._inputs(sentences)
+        inputs = self._inputs(sentences, task)
         ids = [self._target_ids(t, inputs.oov[i]) for i, t in enumerate(targets)]
         scores = [0.0] * len(sentences)
         for index in self._batches(inputs, batch_size, None):
@@ -201,11 +204,28 @@ class Translator:
         ids = frozenset(vocab.stoi[t] for t in ignore if t in vocab.stoi)
         return Rules(min_length, block, ids, beta)
 
-    def _inputs(self, sentences: list[str]) -> _Inputs:
-        """Tokenize (the source tokenizer normalizes first, exactly as in training), truncate to
-        ``decode.max_input_len``, and find each sentence's extended vocabulary (copy)."""
+    @property
+    def tasks(self) -> dict[str, str | None]:
+        """A multi-task model's tasks and their tags, the main task first (empty otherwise)."""
+        return task_tags(self.config.data)
+
+    def _inputs(self, sentences: list[str], task: str | None = None) -> _Inputs:
+        """Tokenize (the source tokenizer normalizes first, exactly as in training), put the
+        task's tag first, truncate to ``decode.max_input_len``, and find each sentence's
+        extended vocabulary (copy)."""
         limit = self.config.decode.max_input_len
-        tokens = [self.bundle.src_tokenizer.encode(s) for s in sentences]
+        tags = self.tasks
+        if task is not None and task not in tags:
+            raise UsageError(f"unknown task {task!r}; " + (
+                f"this model's tasks are {', '.join(tags)}" if tags
+                else "this model was trained on one task"))
+        default = tags[task] if task is not None else next(iter(tags.values()), None)
+        known = {tag for tag in tags.values() if tag}
+        tokens = []
+        for s in sentences:
+            first, _, rest = s.strip().partition(" ")
+            tag, text = (first, rest) if first in known else (default, s)
+            tokens.append(([tag] if tag else []) + self.bundle.src_tokenizer.encode(text))
         truncated: dict[int, int] = {}  # input -> its length before truncation
         for i, toks in enumerate(tokens):
             if len(toks) > limit:

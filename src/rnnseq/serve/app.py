@@ -57,6 +57,8 @@ class TranslateRequest(BaseModel):
     coverage_penalty: float | None = Field(None, ge=0.0, le=100.0, description="GNMT beta")
     prefix: list[str] | None = Field(None, description="one target prefix per line of text "
                                      "(may be empty): each output starts with it")
+    task: str | None = Field(None, description="a multi-task model's task (default: its "
+                             "main task)")
     sample: bool = Field(False, description="draw n_best samples instead of searching")
     top_k: int | None = Field(None, ge=0, le=100_000, description="sampling: 0 = all tokens")
     top_p: float | None = Field(None, gt=0.0, le=1.0, description="sampling: nucleus mass")
@@ -247,6 +249,7 @@ class _Options(NamedTuple):
     beta: float | None
     attention: bool
     sampling: Sampling | None
+    task: str | None
 
 
 def _options(req: TranslateRequest, translator: Translator) -> _Options:
@@ -271,8 +274,13 @@ def _options(req: TranslateRequest, translator: Translator) -> _Options:
         beam = req.beam_size or translator.config.decode.beam_size
         if req.n_best > beam:
             raise ServeError(422, f"n_best ({req.n_best}) cannot exceed beam_size ({beam})")
+    if req.task is not None and req.task not in translator.tasks:
+        raise ServeError(422, f"unknown task {req.task!r}; " + (
+            f"this model's tasks are {', '.join(translator.tasks)}" if translator.tasks
+            else "this model was trained on one task"))
     return _Options(beam, req.n_best, req.length_penalty, req.min_length,
-                    req.block_ngram_repeat, req.coverage_penalty, req.return_attention, sampling)
+                    req.block_ngram_repeat, req.coverage_penalty, req.return_attention, sampling,
+                    req.task)
 
 
 def _decoder(translator: Translator):
@@ -283,7 +291,7 @@ def _decoder(translator: Translator):
             n_best=o.n_best, length_penalty=o.alpha, min_length=o.min_length,
             block_ngram_repeat=o.block, coverage_penalty=o.beta, return_attention=o.attention,
             sampling=o.sampling, prefixes=prefixes if any(prefixes) else None,
-            line_numbers=[line.number for line in lines])
+            line_numbers=[line.number for line in lines], task=o.task)
     return decode
 
 
@@ -337,6 +345,7 @@ def _describe(name: str, translator: Translator) -> dict:
                      "block_ngram_repeat": cfg.decode.block_ngram_repeat,
                      "coverage_penalty": cfg.decode.coverage_penalty,
                      "max_input_len": cfg.decode.max_input_len},
+        "tasks": translator.tasks or None,
         "precision": translator.precision, "quantize": translator.quantize,
     }
 

@@ -18,12 +18,23 @@ import torch
 from ..config import ADDABLE_SETTINGS, Config, ConfigError, model_settings
 from ..data.batching import make_batches
 from ..data.dataset import (
+    Dataset,
+    TokenizedCorpus,
     Vocabulary,
     build_tokenizers,
     encode_corpus,
     load_training_data,
     tokenize_corpus,
     vocabulary_from_tokens,
+)
+from ..data.tasks import (
+    Task,
+    TaskSampler,
+    encode_tasks,
+    load_tasks,
+    merge_tokens,
+    merged,
+    tokenize_tagged,
 )
 from ..data.tokenizers import load_tokenizer
 from ..data.vocab import Vocab
@@ -96,7 +107,7 @@ def check_resume_config(saved: Config, new: Config, source: str) -> list[str]:
     model or its vocabulary), except for switching on one of :data:`ADDABLE_SETTINGS`; return
     the accepted changes (for the log)."""
     changes = []
-    defining = model_settings(saved)
+    defining, new_defining = model_settings(saved), model_settings(new)
     for section in ("data", "model", "train", "decode"):
         old_s, new_s = saved.to_dict()[section], new.to_dict()[section]
         for key, old in old_s.items():
@@ -106,7 +117,7 @@ def check_resume_config(saved: Config, new: Config, source: str) -> list[str]:
             if dotted in ADDABLE_SETTINGS and new_s[key] == ADDABLE_SETTINGS[dotted]:
                 changes.append(f"{dotted}: {old!r} -> {new_s[key]!r} (new parameters added)")
                 continue
-            if dotted in defining:
+            if dotted in defining and new_defining[dotted] != defining[dotted]:
                 raise ConfigError(
                     f"{source}: cannot resume with {dotted} changed ({old!r} -> {new_s[key]!r}): "
                     "it changes the model or its vocabulary. Start a new run in another "
@@ -153,32 +164,39 @@ class Trainer:
                 "to continue it, or set train.out_dir to another directory"
             )
         seed_everything(t.seed)
-        train_corpus, valid_corpus = load_training_data(cfg.data)
         d = cfg.data
+        tasks = load_tasks(d) if d.tasks else None
+        if tasks:
+            train_corpus, valid_corpus = merged([task.train for task in tasks]), None
+        else:
+            train_corpus, valid_corpus = load_training_data(d)
+
+        def tokenized(src_tok, tgt_tok) -> list[TokenizedCorpus]:
+            if tasks:  # each task's sources behind its tag
+                return [tokenize_tagged(task.train, src_tok, tgt_tok, task.tag)
+                        for task in tasks]
+            return [tokenize_corpus(train_corpus, src_tok, tgt_tok)]
+
         if self.resume:
             self.vocab = Vocabulary(
                 load_tokenizer(d, last, "src"), load_tokenizer(d, last, "tgt"),
                 Vocab.load(last / "src_vocab.json"), Vocab.load(last / "tgt_vocab.json"),
             )
-            tokens = tokenize_corpus(train_corpus, self.vocab.src_tokenizer,
-                                     self.vocab.tgt_tokenizer)
+            parts = tokenized(self.vocab.src_tokenizer, self.vocab.tgt_tokenizer)
         else:
             vocab = None
             if self.dist.is_main:  # one process builds; the others receive the same
                 log.info("building tokenizers and vocabularies from %s", train_corpus.origin)
                 src_tok, tgt_tok = build_tokenizers(d, train_corpus)
-                tokens = tokenize_corpus(train_corpus, src_tok, tgt_tok)
-                vocab = vocabulary_from_tokens(d, tokens, src_tok, tgt_tok)
+                parts = tokenized(src_tok, tgt_tok)
+                vocab = vocabulary_from_tokens(d, merge_tokens(parts) if tasks else parts[0],
+                                               src_tok, tgt_tok)
             self.vocab = self.dist.broadcast(vocab)
             if not self.dist.is_main:
-                tokens = tokenize_corpus(train_corpus, self.vocab.src_tokenizer,
-                                         self.vocab.tgt_tokenizer)
+                parts = tokenized(self.vocab.src_tokenizer, self.vocab.tgt_tokenizer)
         log.info("vocabulary: %d source, %d target types", len(self.vocab.src_vocab),
                  len(self.vocab.tgt_vocab))
-        copy = cfg.model.copy_attention
-        self.train_data = encode_corpus(tokens, self.vocab, d, "training data", copy)
-        self.valid_data = (encode_corpus(valid_corpus, self.vocab, None, "validation data", copy)
-                           if valid_corpus is not None else None)
+        self._encode(parts, tasks, valid_corpus)
         self.model = Seq2Seq(cfg, len(self.vocab.src_vocab), len(self.vocab.tgt_vocab))
         self.model.to(self.device)
         log.info("model: %s %s, attention %s, %s parameters", cfg.model.cell,
@@ -208,6 +226,32 @@ class Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.ddp = DistributedDataParallel(LossModule(self.model), device_ids=ids)
             self.dist.broadcast(None)  # every process is ready
+
+    def _encode(self, parts: list[TokenizedCorpus], tasks: list[Task] | None,
+                valid_corpus) -> None:
+        """Training and validation data as ids; with tasks, the sampler of each epoch's
+        examples and the other tasks' validation data (their loss is logged)."""
+        d, copy = self.config.data, self.config.model.copy_attention
+        self.sampler, self.task_valid = None, {}
+        if not tasks:
+            self.train_data = encode_corpus(parts[0], self.vocab, d, "training data", copy)
+            self.valid_data = (
+                encode_corpus(valid_corpus, self.vocab, None, "validation data", copy)
+                if valid_corpus is not None else None)
+            return
+        self.train_data, ranges = encode_tasks(parts, [task.name for task in tasks], self.vocab,
+                                               d, copy)
+        self.sampler = TaskSampler(ranges, [task.weight for task in tasks], self.config.train.seed)
+        log.info("tasks: %s", ", ".join(
+            f"{task.name} ({len(r):,} pairs, {share:.0%} of each epoch)"
+            for task, r, share in zip(tasks, ranges, self.sampler.shares(), strict=True)))
+        for task in tasks:
+            if task.valid is not None:
+                tokens = tokenize_tagged(task.valid, self.vocab.src_tokenizer,
+                                         self.vocab.tgt_tokenizer, task.tag)
+                self.task_valid[task.name] = encode_corpus(
+                    tokens, self.vocab, None, f"validation data ({task.name})", copy)
+        self.valid_data = self.task_valid.pop(tasks[0].name, None)
 
     def _restore_rank_rng(self) -> None:
         states = self._resume_state.get("rng_ranks") or []
@@ -308,8 +352,6 @@ class Trainer:
         writer = self._tensorboard()
         bar = self._progress_bar()
         data = self.train_data
-        src_lens = [len(s) for s in data.src]
-        tgt_lens = [len(s) for s in data.tgt]
         stop_reason = ""
         window_tokens, window_loss, window_start = 0, 0.0, time.perf_counter()
         last_saved = self.step if self.resume else -1
@@ -320,8 +362,14 @@ class Trainer:
             # One global batch per update: batch_size x accumulate x processes; each process
             # takes its share and runs it in `accumulate` pieces.
             pieces = self.dist.world * t.accumulate
-            batches = make_batches(src_lens, tgt_lens, t.batch_size * pieces, t.batch_type,
-                                   shuffle=True, seed=t.seed * 100_003 + self.epoch)
+            # with tasks, the epoch's examples (indices into data) come from the task sampler
+            examples = (list(range(len(data))) if self.sampler is None
+                        else self.sampler.epoch(self.epoch))
+            batches = make_batches([len(data.src[i]) for i in examples],
+                                   [len(data.tgt[i]) for i in examples], t.batch_size * pieces,
+                                   t.batch_type, shuffle=True, seed=t.seed * 100_003 + self.epoch)
+            if self.sampler is not None:
+                batches = [[examples[p] for p in b] for b in batches]
             if self.dist.enabled:
                 batches = [b for b in batches if len(b) >= self.dist.world]
             while self.batch_in_epoch < len(batches):
@@ -471,9 +519,9 @@ class Trainer:
         return nll, ntok
 
     # -- validation and checkpoints ----------------------------------------------------------
-    def evaluate_loss(self) -> tuple[float, float]:
-        """(mean NLL per token, perplexity) on the validation data."""
-        data = self.valid_data
+    def evaluate_loss(self, data: Dataset | None = None) -> tuple[float, float]:
+        """(mean NLL per token, perplexity) on ``data`` (default: the validation data)."""
+        data = self.valid_data if data is None else data
         assert data is not None
         self.model.eval()
         total, tokens = 0.0, 0
@@ -499,6 +547,10 @@ class Trainer:
         fault_point("validation")
         loss, ppl = self.evaluate_loss()
         result.update(loss=loss, ppl=ppl)
+        for name, data in self.task_valid.items():  # the other tasks: logged, not selected on
+            task_loss, task_ppl = self.evaluate_loss(data)
+            log.info("validation of task %s: loss %.4f ppl %.2f", name, task_loss, task_ppl)
+            result[f"loss_{name}"] = task_loss
         if t.valid_metric != "loss":
             # A source that occurs several times is decoded once and scored against all its
             # targets as alternative references (G2P words with several pronunciations).
