@@ -10,15 +10,13 @@ from rnnseq.data.tasks import TaskSampler
 from rnnseq.errors import UsageError
 from rnnseq.inference.translator import load
 
+from .test_cli import CONFIG as CLI_CONFIG
 from .test_cli import PAIRS
 
 # main task: spell a word out; auxiliary: reverse it
 REVERSED = [(s, " ".join(reversed(t.split()))) for s, t in PAIRS]
 
-CONFIG = """\
-data:
-  src_tokenizer: char
-  tgt_tokenizer: word
+TASKS = """\
   tasks:
     - name: spell
       train_tsv: {d}/spell.tsv
@@ -29,22 +27,11 @@ data:
       valid_tsv: {d}/reverse-valid.tsv
       weight: 0.5
       tag: <rev>
-model:
-  cell: gru
-  hidden_size: 32
-  embedding_size: 16
-  dropout: 0.0
-train:
-  out_dir: {d}/model
-  batch_size: 4
-  max_steps: 30
-  valid_every: 10
-  lr: 0.01
-  valid_metric: ser
-  progress: false
-decode:
-  beam_size: 2
 """
+# test_cli's config, with the tasks in place of its files and 30 steps
+CONFIG = CLI_CONFIG.replace("  train_tsv: {d}/train.tsv\n  valid_tsv: {d}/valid.tsv\n", TASKS) \
+    .replace("max_steps: 40", "max_steps: 30").replace("valid_every: 20", "valid_every: 10")
+assert "tasks:" in CONFIG and "valid_every: 10" in CONFIG
 
 
 @pytest.fixture
@@ -64,7 +51,7 @@ def test_tasks_parse_and_name_the_line_of_a_mistake(taskdir):
     assert task_tags(config.data) == {"spell": "<spell>", "reverse": "<rev>"}
     text = (taskdir / "config.yaml").read_text()
     (taskdir / "bad.yaml").write_text(text.replace("weight: 0.5", "wieght: 0.5"))
-    with pytest.raises(ConfigError, match=r"bad.yaml:12: unknown key 'data.tasks\[1\].wieght' "
+    with pytest.raises(ConfigError, match=r"bad.yaml:10: unknown key 'data.tasks\[1\].wieght' "
                                           r"\(did you mean 'weight'\?\)"):
         Config.load(taskdir / "bad.yaml")
     for old, new, message in [

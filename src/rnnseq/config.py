@@ -54,30 +54,30 @@ def _f(default: Any, *, min: float | None = None, gt: float | None = None, help:
 
 
 @dataclass
-class TaskConfig:
-    """One corpus of a multi-task run (``data.tasks``): its files, its share of the training
-    examples and the tag token put before each of its sources."""
+class CorpusFiles:
+    """Where training and validation pairs are (``data.*``, or a task's)."""
 
-    name: str = _f("", help="the task's name (rnnseq translate --task NAME)")
-    train_src: str | None = _f(None, help="training source file")
-    train_tgt: str | None = _f(None, help="training target file")
-    train_tsv: str | None = _f(None, help="training pairs as TSV")
-    valid_src: str | None = _f(None, help="validation source file")
-    valid_tgt: str | None = _f(None, help="validation target file")
-    valid_tsv: str | None = _f(None, help="validation pairs as TSV")
-    weight: float = _f(1.0, gt=0.0, help="share of the training examples, relative to the "
-                       "other tasks' weights")
-    tag: str | None = _f(None, help="a token before every source of the task, e.g. <title>")
-
-
-@dataclass
-class DataConfig:
     train_src: str | None = _f(None, help="training source file (one sentence per line)")
     train_tgt: str | None = _f(None, help="training target file, aligned with train_src")
     train_tsv: str | None = _f(None, help="training pairs as 'source<TAB>target' lines")
     valid_src: str | None = _f(None, help="validation source file")
     valid_tgt: str | None = _f(None, help="validation target file")
     valid_tsv: str | None = _f(None, help="validation pairs as TSV")
+
+
+@dataclass
+class TaskConfig(CorpusFiles):
+    """One corpus of a multi-task run (``data.tasks``): its files, its share of the training
+    examples and the tag token put before each of its sources."""
+
+    name: str = _f("", help="the task's name (rnnseq translate --task NAME)")
+    weight: float = _f(1.0, gt=0.0, help="share of the training examples, relative to the "
+                       "other tasks' weights")
+    tag: str | None = _f(None, help="a token before every source of the task, e.g. <title>")
+
+
+@dataclass
+class DataConfig(CorpusFiles):
     src_tokenizer: TokenizerKind = _f("word")
     tgt_tokenizer: TokenizerKind = _f("word")
     spm_vocab_size: int = _f(8000, min=8, help="SentencePiece vocabulary size (per side)")

@@ -256,13 +256,17 @@ class Decoder(nn.Module):
         coverage = None if state.coverage is None else state.coverage + weights.float()
         new = DecoderState(hidden, o if self.input_feeding else None, state.memory, state.keys,
                            state.mask, state.stepper, state.src_map, state.ext_size, coverage)
+        return self._next_log_probs(o, weights, context, h, emb, state), new, weights
+
+    def _next_log_probs(self, o, weights, context, h, emb, state: DecoderState) -> torch.Tensor:
+        """A step's output distribution ``(B, V)`` (``(B, ext_size)`` with copy attention) from
+        its attentional vector ``o``, attention, context, top hidden state and input
+        embedding."""
         logits = self.out(o)
         if self.copy:
-            log_probs = mixed_log_probs(logits, weights, self._gate(context, h, emb),
-                                        state.src_map, state.ext_size, floor=False)
-        else:
-            log_probs = torch.log_softmax(logits.float(), dim=-1)
-        return log_probs, new, weights
+            return mixed_log_probs(logits, weights, self._gate(context, h, emb), state.src_map,
+                                   state.ext_size, floor=False)
+        return torch.log_softmax(logits.float(), dim=-1)
 
     # -- teacher forcing --------------------------------------------------------------------
     def features(self, tgt_in: torch.Tensor, state: DecoderState,
@@ -315,14 +319,8 @@ class Decoder(nn.Module):
                          state: DecoderState, previous):
         """Step ``t``'s input embedding and first-layer projection with the rows that
         ``scheduled.replace[:, t]`` marks taken from the prediction after step ``t - 1``."""
-        o, weights, context, h, emb_prev = previous
         with torch.no_grad():
-            logits = self.out(o)
-            if self.copy:
-                lp = mixed_log_probs(logits, weights, self._gate(context, h, emb_prev),
-                                     state.src_map, state.ext_size, floor=False)
-            else:
-                lp = torch.log_softmax(logits.float(), dim=-1)
+            lp = self._next_log_probs(*previous, state)
             lp[:, [PAD_ID, BOS_ID, EOS_ID]] = float("-inf")
             if scheduled.noise is None:
                 pred = lp.argmax(dim=-1)
