@@ -210,9 +210,8 @@ def _sampling(args: argparse.Namespace):
         return None
     if args.beam not in (None, 1):
         raise UsageError(f"--sample draws one token at a time; drop --beam {args.beam}")
-    pick = lambda value, default: default if value is None else value  # noqa: E731
-    return Sampling(pick(args.top_k, 0), pick(args.top_p, 1.0), pick(args.temperature, 1.0),
-                    pick(args.seed, 0))
+    return Sampling.given(top_k=args.top_k, top_p=args.top_p, temperature=args.temperature,
+                          seed=args.seed)
 
 
 def _plot(directory: str | None, number: int, hyp) -> None:

@@ -33,6 +33,11 @@ class Sampling:
     temperature: float = 1.0
     seed: int = 0
 
+    @classmethod
+    def given(cls, **options) -> Sampling:
+        """Sampling with the ``options`` that are not None; the others keep their defaults."""
+        return cls(**{k: v for k, v in options.items() if v is not None})
+
     def __post_init__(self) -> None:
         from ..errors import UsageError
 

@@ -90,6 +90,7 @@ class Translator:
         else:
             self.models = [b.model.to(self.device).eval() for b in bundles]
         self.model = self.models[0]
+        self.copy = any(m.decoder.copy for m in self.models)  # any member: extended ids
 
     def translate(
         self, sentences: list[str], *, beam_size: int | None = None,
@@ -209,18 +210,25 @@ class Translator:
         """A multi-task model's tasks and their tags, the main task first (empty otherwise)."""
         return task_tags(self.config.data)
 
+    def task_tag(self, task: str | None) -> str | None:
+        """The tag of ``task`` (None: the main task's; None also for a task without a tag or
+        a single-task model); an unknown task is a :class:`UsageError`."""
+        tags = self.tasks
+        if task is None:
+            return next(iter(tags.values()), None)
+        if task not in tags:
+            raise UsageError(f"unknown task {task!r}; " + (
+                f"this model's tasks are {', '.join(tags)}" if tags
+                else "this model was trained on one task"))
+        return tags[task]
+
     def _inputs(self, sentences: list[str], task: str | None = None) -> _Inputs:
         """Tokenize (the source tokenizer normalizes first, exactly as in training), put the
         task's tag first, truncate to ``decode.max_input_len``, and find each sentence's
         extended vocabulary (copy)."""
         limit = self.config.decode.max_input_len
-        tags = self.tasks
-        if task is not None and task not in tags:
-            raise UsageError(f"unknown task {task!r}; " + (
-                f"this model's tasks are {', '.join(tags)}" if tags
-                else "this model was trained on one task"))
-        default = tags[task] if task is not None else next(iter(tags.values()), None)
-        known = {tag for tag in tags.values() if tag}
+        default = self.task_tag(task)
+        known = {tag for tag in self.tasks.values() if tag}
         tokens = []
         for s in sentences:
             first, _, rest = s.strip().partition(" ")
@@ -233,8 +241,8 @@ class Translator:
                             "(decode.max_input_len)", i + 1, len(toks), limit)
                 truncated[i] = len(toks)
                 tokens[i] = toks[:limit]
-        copy = any(m.decoder.copy for m in self.models)
-        extended = [source_map(t, self.bundle.tgt_vocab) if copy else ([], []) for t in tokens]
+        extended = [source_map(t, self.bundle.tgt_vocab) if self.copy else ([], [])
+                    for t in tokens]
         return _Inputs(tokens, truncated, [m for m, _ in extended], [o for _, o in extended])
 
     def _batches(self, inputs: _Inputs, batch_size: int | None,
@@ -263,7 +271,7 @@ class Translator:
         """Target text as ids: the target vocabulary's, or (copy attention) the extended ids of
         source tokens it lacks."""
         tokens = self.bundle.tgt_tokenizer.encode(text)
-        if any(m.decoder.copy for m in self.models):
+        if self.copy:
             return extend_target(tokens, self.bundle.tgt_vocab, oov)
         return self.bundle.tgt_vocab.encode(tokens)
 

@@ -261,9 +261,8 @@ def _options(req: TranslateRequest, translator: Translator) -> _Options:
         if req.beam_size not in (None, 1):
             raise ServeError(422, f"sample draws one token at a time; drop beam_size "
                              f"({req.beam_size})")
-        pick = lambda value, default: default if value is None else value  # noqa: E731
-        sampling = Sampling(pick(req.top_k, 0), pick(req.top_p, 1.0),
-                            pick(req.temperature, 1.0), req.seed)
+        sampling = Sampling.given(top_k=req.top_k, top_p=req.top_p,
+                                  temperature=req.temperature, seed=req.seed)
         beam = 1
     else:
         given = [name for name in ("top_k", "top_p", "temperature")
@@ -274,10 +273,10 @@ def _options(req: TranslateRequest, translator: Translator) -> _Options:
         beam = req.beam_size or translator.config.decode.beam_size
         if req.n_best > beam:
             raise ServeError(422, f"n_best ({req.n_best}) cannot exceed beam_size ({beam})")
-    if req.task is not None and req.task not in translator.tasks:
-        raise ServeError(422, f"unknown task {req.task!r}; " + (
-            f"this model's tasks are {', '.join(translator.tasks)}" if translator.tasks
-            else "this model was trained on one task"))
+    try:
+        translator.task_tag(req.task)  # refused here, before the request waits in a queue
+    except UsageError as err:
+        raise ServeError(422, str(err)) from None
     return _Options(beam, req.n_best, req.length_penalty, req.min_length,
                     req.block_ngram_repeat, req.coverage_penalty, req.return_attention, sampling,
                     req.task)
