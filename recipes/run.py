@@ -7,6 +7,8 @@ README lists.
     python recipes/run.py multi30k-de-en --resume # continue an interrupted run
     python recipes/run.py g2p-small               # small-data G2P (8,000 words); g2p-small-1k
     python recipes/run.py scitldr                 # summarization: abstract -> TLDR
+    python recipes/run.py scitldr-title           # ... with title generation beside it
+    python recipes/run.py g2p-small-p2g           # g2p-small with phoneme-to-grapheme beside it
 
 A full run writes ``OUT/result.json`` (metrics with their signatures, parameters, training
 time, steps, decoding settings, commit) and prints it as a row for ``recipes/README.md``.
@@ -24,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,6 +56,8 @@ class Recipe:
     prepare_check: list[str] = field(default_factory=list)  # extra `prepare` args for --check
     # A second training phase: the run resumed with these settings changed (e.g. coverage on).
     then: dict[str, str] = field(default_factory=dict)
+    # Multi-task: data.tasks (name, files, weight, tag), in place of the config's corpus.
+    tasks: list[dict[str, str | float]] = field(default_factory=list)
 
 
 def _m30k(src: str, tgt: str) -> dict[str, str]:
@@ -65,6 +70,20 @@ def _g2p(folder: str) -> dict[str, str]:
             "data.valid_tsv": f"runs/data/{folder}/dev.tsv"}
 
 
+FILE_KEYS = ("train_src", "train_tgt", "train_tsv", "valid_src", "valid_tgt", "valid_tsv")
+
+
+def tasks_override(tasks: list[dict], file: Callable[[str, str, str], str]) -> dict[str, str]:
+    """The ``--set`` values of a multi-task recipe: ``data.tasks`` with each file path passed
+    through ``file(task, key, path)``, and the config's own corpus keys cleared."""
+    listed = [{key: file(str(task["name"]), key, str(value)) if key in FILE_KEYS else value
+               for key, value in task.items()} for task in tasks]
+    return {**{f"data.{key}": "null" for key in FILE_KEYS}, "data.tasks": json.dumps(listed)}
+
+
+# See et al.'s final phase of summarization training: coverage switched on for 300 more steps.
+SCITLDR_COVERAGE = {"model.coverage": "true", "train.max_steps": "2700",
+                    "train.schedule": "constant", "train.lr": "0.0003", "train.valid_every": "100"}
 CASED_BLEU = [["--metric", "bleu", "chrf"], ["--metric", "bleu", "--lowercase"]]
 RECIPES = {
     "multi30k-de-en": Recipe(
@@ -125,9 +144,41 @@ RECIPES = {
         dev=("runs/data/scitldr/dev.src", "runs/data/scitldr/dev.refs"),
         baselines={"lead (first sentence)": "runs/data/scitldr/test.lead",
                    "oracle (best single sentence)": "runs/data/scitldr/test.oracle"},
-        # See et al.'s final phase: coverage switched on for 300 more steps
-        then={"model.coverage": "true", "train.max_steps": "2700", "train.schedule": "constant",
-              "train.lr": "0.0003", "train.valid_every": "100"}),
+        then=SCITLDR_COVERAGE),
+    "scitldr-title": Recipe(  # the same, with title generation as an auxiliary task
+        "recipes/scitldr/config.yaml",
+        ("runs/data/scitldr/test.src", "runs/data/scitldr/test.refs"),
+        [["--metric", "rouge"]],
+        prepare=["python", "recipes/scitldr/prepare.py", "runs/data/scitldr"],
+        needs=SCITLDR / "train.title", average=3, prepare_check=["--limit", "40"],
+        dev=("runs/data/scitldr/dev.src", "runs/data/scitldr/dev.refs"),
+        overrides={"train.out_dir": "runs/scitldr-title"},
+        tasks=[{"name": "tldr", "tag": "<tldr>",
+                "train_src": "runs/data/scitldr/train.src",
+                "train_tgt": "runs/data/scitldr/train.tgt",
+                "valid_src": "runs/data/scitldr/valid.src",
+                "valid_tgt": "runs/data/scitldr/valid.tgt"},
+               {"name": "title", "tag": "<title>", "weight": 0.5,
+                "train_src": "runs/data/scitldr/train.src",
+                "train_tgt": "runs/data/scitldr/train.title",
+                "valid_src": "runs/data/scitldr/dev.src",
+                "valid_tgt": "runs/data/scitldr/dev.title"}],
+        then=SCITLDR_COVERAGE),
+    "g2p-small-p2g": Recipe(  # g2p-small with phoneme-to-grapheme as an auxiliary task
+        "recipes/g2p-small/config.yaml",
+        ("runs/data/g2p-small-8k/test.words", "runs/data/g2p-small-8k/test.prons"),
+        [["--metric", "ser", "wer"]],
+        prepare=["python", "recipes/g2p-small/prepare.py", "runs/data/g2p-small-8k",
+                 "--train-words", "8000", "--seed", "1", "--no-stress"],
+        average=3,
+        dev=("runs/data/g2p-small-8k/dev.words", "runs/data/g2p-small-8k/dev.prons"),
+        overrides={"train.out_dir": "runs/g2p-small-p2g"},
+        tasks=[{"name": "g2p", "tag": "<g2p>",
+                "train_tsv": "runs/data/g2p-small-8k/train.tsv",
+                "valid_tsv": "runs/data/g2p-small-8k/dev.tsv"},
+               {"name": "p2g", "tag": "<p2g>", "weight": 0.5,
+                "train_tsv": "runs/data/g2p-small-8k/train.p2g.tsv",
+                "valid_tsv": "runs/data/g2p-small-8k/dev.p2g.tsv"}]),
 }
 
 CHECK_LINES = {"train": 300, "valid": 20, "test": 20}
@@ -264,9 +315,15 @@ def run_recipe(name: str, check: bool, work: Path | None, resume: bool = False) 
         overrides.update(extra)
         if recipe.average:  # two checkpoints to average
             overrides["train.valid_every"] = "1"
+        if recipe.tasks:
+            overrides.update(tasks_override(recipe.tasks, lambda task, key, path: head(
+                Path(local(path)), work / "sample" / f"{task}.{key}.txt",
+                CHECK_LINES[key.split("_")[0]])))
         if dev:
             dev = (head(Path(dev[0]), work / "sample" / "dev.src", CHECK_LINES["test"]),
                    head(Path(dev[1]), work / "sample" / "dev.ref", CHECK_LINES["test"]))
+    elif recipe.tasks:
+        overrides.update(tasks_override(recipe.tasks, lambda task, key, path: path))
     out_dir = Path(overrides.get("train.out_dir", settings["train"]["out_dir"]))
     has_run = not check and (ROOT / out_dir / "last").exists()
     resuming = resume and has_run

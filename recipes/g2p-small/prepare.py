@@ -19,6 +19,10 @@ training; a word is scored against all its lines),
 ``dev.words``/``dev.prons`` and ``test.words``/``test.prons`` (a word per line, its
 pronunciations tab-separated: an output is right if it matches any of them) and
 ``sample.json`` (what was drawn, with which seed, from which data).
+
+Also ``train.p2g.tsv`` / ``dev.p2g.tsv``: the same pairs turned around, pronunciation<TAB>the
+word's letters separated by spaces (``K AE T<TAB>c a t``), for phoneme-to-grapheme as an
+auxiliary task (``python recipes/run.py g2p-small-p2g``).
 """
 
 from __future__ import annotations
@@ -68,6 +72,13 @@ def sample_words(words: OrderedDict[str, list[str]], n: int | None,
     return OrderedDict((w, p) for w, p in words.items() if w in chosen)
 
 
+def phoneme_to_grapheme(words: OrderedDict[str, list[str]]) -> str:
+    """``pronunciation<TAB>w o r d`` lines: the pairs turned around, the word's letters as the
+    target's tokens (its tokenizer splits on spaces)."""
+    return "".join(f"{pron}\t{' '.join(word)}\n" for word, prons in words.items()
+                   for pron in prons)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -113,6 +124,8 @@ def main() -> None:
     splits["train"] = sample_words(splits["train"], args.train_words, args.seed)
     dev = sample_words(splits["dev"], args.dev_words, seed=0)  # one dev set for every draw
     write_split_files(Path(args.out), splits["train"], dev, splits["test"])
+    for name, words in (("train", splits["train"]), ("dev", dev)):
+        atomic_write_text(Path(args.out) / f"{name}.p2g.tsv", phoneme_to_grapheme(words))
     info = {"source": source, "train_words": len(splits["train"]),
             "train_pronunciations": sum(len(p) for p in splits["train"].values()),
             "drawn_from": available, "seed": args.seed,

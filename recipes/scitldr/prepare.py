@@ -11,6 +11,9 @@ Writes to OUT:
 * ``dev.src`` / ``dev.refs`` and ``test.src`` / ``test.refs``: tokenized abstracts, and all
   their TLDRs as written, tab-separated (``rnnseq evaluate --metric rouge`` takes them as
   alternative references and applies the SciTLDR rule);
+* ``train.title`` / ``dev.title``: each paper's title, tokenized (``dev.title`` beside
+  ``dev.src``), for title generation as an auxiliary task (``python recipes/run.py
+  scitldr-title``);
 * ``{dev,test}.lead``: the lead baseline, each abstract's first sentence, and
   ``{dev,test}.oracle``: the single abstract sentence with the highest ROUGE-1 F1 against any
   reference, an upper bound for extracting one sentence.
@@ -90,6 +93,12 @@ def main() -> None:
             sys.exit(f"{args.data}: {upstream}.src has {len(src)} lines but "
                      f"{upstream}.refs.jsonl has {len(refs)}")
         tokens = [tokenize(s) for s in src]
+        if name != "test":
+            titles = read(args.data / f"{upstream}.title")[: args.limit]
+            if len(titles) != len(src):
+                sys.exit(f"{args.data}: {upstream}.src has {len(src)} lines but "
+                         f"{upstream}.title has {len(titles)}")
+            write(args.out / f"{name}.title", [tokenize(t) for t in titles])
         if name == "train":
             write(args.out / "train.src", tokens)
             write(args.out / "train.tgt", [tokenize(r[0]) for r in refs])
