@@ -69,7 +69,7 @@ def test_the_mixtures_combine_the_members_distributions():
     models = [b.model for b in members]
     translator = Translator(members)
     inputs = translator._inputs(SENTENCES[:2])
-    batches = translator._collate(inputs, [0, 1])
+    batches = translator.backend._collate(inputs.tokens, inputs.src_map)
     states = [m.init_state(m.encode(b.src, b.src_lengths), b.src_map)
               for m, b in zip(models, batches, strict=True)]
     prev = torch.tensor([1, 1])  # <s>
@@ -98,14 +98,17 @@ def test_a_mixed_ensemble_is_batch_invariant_and_beam_one_is_greedy():
     for i, sentence in enumerate(SENTENCES):
         alone = translator.translate_nbest([sentence], beam_size=3, n_best=2)[0]
         assert [h.tokens for h in alone] == [h.tokens for h in together[i]]
-    batches = translator._collate(translator._inputs(SENTENCES), list(range(len(SENTENCES))))
+    inputs = translator._inputs(SENTENCES)
+    batches = translator.backend._collate(inputs.tokens, inputs.src_map)
+
+    models = translator.backend.models
 
     def state():
         return EnsembleState(tuple(m.init_state(m.encode(b.src, b.src_lengths), b.src_map)
-                                   for m, b in zip(translator.models, batches, strict=True)))
+                                   for m, b in zip(models, batches, strict=True)))
 
-    decoder = EnsembleDecoder([m.decoder for m in translator.models])
-    limits = max_lengths(batches[0].src_lengths, 2.0, 20)
+    decoder = EnsembleDecoder([m.decoder for m in translator.backend.models])
+    limits = max_lengths(batches[0].src_lengths.tolist(), 2.0, 20)
     greedy, beam1 = greedy_search(decoder, state(), limits), beam_search(decoder, state(),
                                                                          limits, 1)
     for g, b in zip(greedy, beam1, strict=True):

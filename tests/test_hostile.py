@@ -105,9 +105,9 @@ def test_translation_batches_respect_the_token_budget(monkeypatch):
     seen = []
     real = translator._search
 
-    def spy(batches, *args):
-        seen.append(tuple(batches[0].src.shape))  # one batch per member: one member here
-        return real(batches, *args)
+    def spy(inputs, index, *args):
+        seen.append((len(index), max(len(inputs.tokens[i]) for i in index)))
+        return real(inputs, index, *args)
 
     monkeypatch.setattr(translator, "_search", spy)
     sentences = [("Ein Mann " * (i % 7 + 1)).strip() for i in range(40)]

@@ -17,10 +17,14 @@ ALLOWED = {
     "streaming": {"errors"},
     "fileio": {"errors"},
     "config": {"errors"},
+    "arrays": set(),
     "data": BASE,
-    "model": BASE | {"data.vocab"},
+    "model": BASE | {"data.vocab", "arrays"},
     "modeldir": BASE | {"data", "model"},
-    "inference": BASE | {"data", "model", "modeldir"},
+    # the torch-free runtime: exported graphs, run by onnxruntime
+    "runtime": BASE | {"data", "modeldir", "arrays"},
+    "inference": BASE | {"data", "model", "modeldir", "arrays", "runtime"},
+    "export": BASE | {"model", "modeldir", "runtime"},
     "training": BASE | {"data", "model", "modeldir", "inference", "metrics"},
     "serve": BASE | {"inference"},
 }

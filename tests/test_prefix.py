@@ -40,8 +40,8 @@ def step_sum(translator: Translator, source: str, target: str) -> float:
     """The sum of the decoder's step log-probabilities along ``target`` and ``</s>``."""
     inputs = translator._inputs([source])
     ids = translator._target_ids(target, inputs.oov[0])
-    [batch] = translator._collate(inputs, [0])
-    model = translator.model
+    [batch] = translator.backend._collate(inputs.tokens, inputs.src_map)
+    model = translator.backend.model
     state = model.init_state(model.encode(batch.src, batch.src_lengths), batch.src_map)
     prev, total = BOS_ID, 0.0
     for tok in [*ids, EOS_ID]:

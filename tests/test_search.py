@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import pytest
 import torch
 
+from rnnseq.arrays import TorchArrays
 from rnnseq.data.batching import collate
 from rnnseq.data.vocab import BOS_ID, EOS_ID
 from rnnseq.inference.search import (
@@ -149,8 +150,8 @@ class LastToken:
     mask: torch.Tensor
 
     @property
-    def device(self):
-        return self.mask.device
+    def arrays(self):
+        return TorchArrays(self.mask.device)
 
     @property
     def batch_size(self):

@@ -1,4 +1,5 @@
-"""Command line: ``rnnseq train | translate | evaluate | serve | average | demo | config``.
+"""Command line: ``rnnseq train | translate | evaluate | serve | average | export | demo |
+config``.
 
 Each sub-command parses its arguments and calls one library function. Heavy modules (torch)
 are imported inside the commands, so ``rnnseq --help`` is instant.
@@ -302,6 +303,21 @@ def cmd_average(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- export -------------------------------------------------------------------------------------
+def cmd_export(args: argparse.Namespace) -> int:
+    try:
+        from .export.onnx import export_model
+    except ImportError as err:
+        from .errors import UsageError
+
+        raise UsageError(f"exporting needs torch and onnx ({err}): pip install "
+                         "'rnnseq[onnx]'") from None
+    out = export_model(args.model, args.output, args.quantize)
+    print(f"exported {args.model} to {out}")
+    print(f"translate with: rnnseq translate {out} -i INPUT -o OUTPUT   (onnxruntime, no torch)")
+    return 0
+
+
 # -- demo / config ------------------------------------------------------------------------------
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
@@ -444,6 +460,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="new model directory to write")
     p.add_argument("--last", type=int, help="average only the newest N of the inputs")
     p.set_defaults(func=cmd_average)
+
+    p = sub.add_parser("export", help="write a model as ONNX graphs that translate without "
+                       "PyTorch (onnxruntime)")
+    p.add_argument("model", help="model directory (e.g. OUT_DIR/best)")
+    p.add_argument("-o", "--output", required=True, help="new directory to write")
+    p.add_argument("--quantize", choices=["int8"],
+                   help="int8: onnxruntime's dynamic int8 quantization of the graphs")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("demo", help="train and test a grapheme-to-phoneme model on CMUdict")
     p.add_argument("--out", default="rnnseq-demo", help="working directory (default "

@@ -11,14 +11,18 @@ import json
 from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from .config import Config, ConfigError
 from .data.tokenizers import Tokenizer, load_tokenizer
 from .data.vocab import Vocab
 from .errors import ModelDirError
 from .fileio import atomic_write_bytes, atomic_write_text
+
+# torch is imported where weights are read or written: the torch-free runtime
+# (rnnseq.runtime) reads the rest of a directory with this module.
+if TYPE_CHECKING:
+    import torch
 
 CONFIG_FILE = "config.yaml"
 WEIGHTS_FILE = "model.safetensors"
@@ -119,21 +123,39 @@ def load_config(directory: str | Path) -> Config:
         raise ModelDirError(str(err)) from None
 
 
-def load_model_dir(directory: str | Path, device: str | torch.device = "cpu") -> ModelBundle:
-    """Load a model directory written by :func:`save_model_dir`, in eval mode."""
-    from .model.seq2seq import Seq2Seq
+@dataclass
+class TextSide:
+    """What a directory holds besides weights: the config, vocabularies and tokenizers."""
 
+    config: Config
+    src_vocab: Vocab
+    tgt_vocab: Vocab
+    src_tokenizer: Tokenizer
+    tgt_tokenizer: Tokenizer
+
+
+def load_text_side(directory: str | Path) -> TextSide:
+    """Config, vocabularies and tokenizers of a model (or exported) directory, after checking
+    it holds no pickle."""
     directory = Path(directory)
     config = load_config(directory)
     check_no_pickles(directory)
     d = config.data
     try:
-        src_vocab = Vocab.load(directory / "src_vocab.json")
-        tgt_vocab = Vocab.load(directory / "tgt_vocab.json")
-        src_tok = load_tokenizer(d, directory, "src")
-        tgt_tok = load_tokenizer(d, directory, "tgt")
+        return TextSide(config, Vocab.load(directory / "src_vocab.json"),
+                        Vocab.load(directory / "tgt_vocab.json"),
+                        load_tokenizer(d, directory, "src"), load_tokenizer(d, directory, "tgt"))
     except (FileNotFoundError, ValueError) as err:
         raise ModelDirError(str(err)) from None
+
+
+def load_model_dir(directory: str | Path, device: str | torch.device = "cpu") -> ModelBundle:
+    """Load a model directory written by :func:`save_model_dir`, in eval mode."""
+    from .model.seq2seq import Seq2Seq
+
+    text = load_text_side(directory)
+    config, src_vocab, tgt_vocab = text.config, text.src_vocab, text.tgt_vocab
+    src_tok, tgt_tok = text.src_tokenizer, text.tgt_tokenizer
     with skip_weight_init():  # every weight comes from the file
         model = Seq2Seq(config, len(src_vocab), len(tgt_vocab))
     load_weights(model, directory)
@@ -146,6 +168,7 @@ def load_weights(model: torch.nn.Module, directory: str | Path,
     """Load ``model.safetensors`` of ``directory`` into ``model``, checking every tensor's name
     and shape (errors name the file and the tensor). Tensors named in ``missing_ok`` may be
     absent from the file; they keep their values."""
+    import torch
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 

@@ -1,14 +1,19 @@
-"""Length-bucketed batches by sentence count or token budget, and collation into tensors."""
+"""Length-bucketed batches by sentence count or token budget, and collation into tensors.
+
+Bucketing is plain Python (the torch-free runtime uses it too); torch is imported where
+tensors are made."""
 
 from __future__ import annotations
 
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-
-import torch
+from typing import TYPE_CHECKING
 
 from .vocab import BOS_ID, EOS_ID, PAD_ID
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass
@@ -43,6 +48,8 @@ class Batch:
 
 
 def pad(seqs: Sequence[Sequence[int]], min_len: int = 1) -> torch.Tensor:
+    import torch
+
     width = max(min_len, max((len(s) for s in seqs), default=0))
     out = torch.full((len(seqs), width), PAD_ID, dtype=torch.long)
     for row, seq in enumerate(seqs):
@@ -58,6 +65,8 @@ def collate(
 ) -> Batch:
     """Pad id sequences into a :class:`Batch`. Source rows may be empty (length 0). With copy
     attention, ``src_map`` and ``tgt_ext`` are both sides in extended-vocabulary ids."""
+    import torch
+
     src_lengths = torch.tensor([len(s) for s in src], dtype=torch.long)
     tgt_in = tgt_out = None
     if tgt is not None:

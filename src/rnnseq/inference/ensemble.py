@@ -36,6 +36,10 @@ class EnsembleState:
         return self.states[0].device
 
     @property
+    def arrays(self):
+        return self.states[0].arrays
+
+    @property
     def batch_size(self) -> int:
         return self.states[0].batch_size
 

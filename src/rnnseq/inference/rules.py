@@ -22,9 +22,9 @@ log-probability, and ``cp <= 0``, so the bound an alive beam is held to still ho
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-
-import torch
+from typing import Any
 
 from ..data.vocab import EOS_ID
 
@@ -40,7 +40,7 @@ class Rules:
         """Whether :meth:`rule_out` does anything at step ``t``."""
         return bool(self.block_ngram_repeat) or t < self.min_length
 
-    def rule_out(self, log_probs: torch.Tensor, histories: list[list[int]], t: int) -> None:
+    def rule_out(self, log_probs: Any, histories: list[list[int]], t: int) -> None:
         """Set ``log_probs (rows, V)`` to ``-inf`` (in place) where a rule forbids the token;
         ``histories[r]`` holds row ``r``'s output so far, ``t`` tokens long."""
         if t < self.min_length:
@@ -66,13 +66,14 @@ class Rules:
                 banned.add(gram[-1])
         return banned
 
-    def penalty(self, attention_sum: torch.Tensor | None, src_length: int) -> float:
+    def penalty(self, attention_sum: Any | None, src_length: int) -> float:
         """The coverage penalty of a hypothesis whose attention summed to ``attention_sum
-        (S,)`` (0 when the penalty is off)."""
+        (S,)`` (an array; 0 when the penalty is off)."""
         if not self.coverage_penalty or attention_sum is None or src_length == 0:
             return 0.0
-        covered = attention_sum[:src_length].float().clamp(1e-10, 1.0)
-        return self.coverage_penalty * float(covered.log().sum())
+        covered = attention_sum[:src_length].tolist()
+        return self.coverage_penalty * math.fsum(math.log(min(max(a, 1e-10), 1.0))
+                                                 for a in covered)
 
 
 NO_RULES = Rules()

@@ -13,14 +13,17 @@ renormalised:
 its own, seeded from ``(seed, input line, sample number)``, so a line's samples do not depend
 on the other lines in its batch, on the batch size or on how the input was split. A sample's
 score is the model's own log-probability of it (untempered, uncut), with the length penalty.
+Torch is imported where a sample is drawn, so the options can be read without it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,8 @@ def truncate(log_probs: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> tor
     """``log_probs (R, V)`` with every token outside the ``top_k`` most probable, and outside
     the smallest most-probable set whose probability reaches ``top_p``, set to ``-inf``. The
     most probable token is always kept."""
+    import torch
+
     out = log_probs.clone()
     vocab = out.shape[-1]
     if 0 < top_k < vocab:
@@ -74,6 +79,8 @@ class Sampler:
     number)`` of starting row ``r``."""
 
     def __init__(self, sampling: Sampling, streams: Sequence[tuple[int, int]]) -> None:
+        import torch
+
         self.sampling = sampling
         self.generators = []
         for line, sample in streams:
@@ -82,6 +89,8 @@ class Sampler:
             self.generators.append(g)
 
     def __call__(self, log_probs: torch.Tensor, rows: Sequence[int]) -> torch.Tensor:
+        import torch
+
         s = self.sampling
         if s.temperature == 0.0:
             return log_probs.argmax(dim=-1)

@@ -6,6 +6,8 @@ Search never looks inside a decoder state: all it may do with one is written dow
 sentences). So every decoder variant works with every search, and an ensemble of decoders
 (:mod:`rnnseq.inference.ensemble`) is just another implementation of the contract. Finished
 sentences leave the working batch, which keeps each step's batch as small as the work left.
+The arrays may be torch tensors or numpy arrays (the ONNX runtime's): search makes new ones
+through the state's :class:`~rnnseq.arrays.Arrays` and imports neither library.
 """
 
 from __future__ import annotations
@@ -13,10 +15,9 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
-import torch
-
+from ..arrays import Arrays
 from ..data.vocab import BOS_ID, EOS_ID, PAD_ID
 from .rules import NO_RULES, Rules
 
@@ -26,25 +27,25 @@ class SearchState(Protocol):
     samples; a state is immutable: each method returns a new one."""
 
     @property
-    def device(self) -> torch.device:
-        """Where the state's tensors live (search puts its token tensors there)."""
+    def arrays(self) -> Arrays:
+        """Makes arrays of the state's kind, where its arrays live (search's token ids and
+        scores)."""
 
     @property
     def batch_size(self) -> int:
         """The number of rows."""
 
-    def index_select(self, index: torch.Tensor) -> SearchState:
+    def index_select(self, index: Any) -> SearchState:
         """Rows ``index (R,)`` in that order: repeat rows (a beam per sentence), drop finished
         ones, follow back-pointers."""
 
-    def reorder(self, index: torch.Tensor) -> SearchState:
+    def reorder(self, index: Any) -> SearchState:
         """As :meth:`index_select`, for an ``index`` that maps every row to a row of the same
         source sentence: an implementation may leave the source side in place."""
 
 
 class StepDecoder(Protocol):
-    def step(self, prev: torch.Tensor, state: SearchState
-             ) -> tuple[torch.Tensor, SearchState, torch.Tensor | None]:
+    def step(self, prev: Any, state: SearchState) -> tuple[Any, SearchState, Any | None]:
         """The next token's log-probabilities ``(R, V)`` after ``prev (R,)``, the new state and
         the step's attention ``(R, S)`` (None for a model without attention)."""
 
@@ -58,7 +59,7 @@ class Hypothesis:
     tokens: list[int]
     log_prob: float
     score: float
-    attention: torch.Tensor | None = None
+    attention: Any | None = None  # an array (T, S)
 
 
 def length_penalty(length: int, alpha: float) -> float:
@@ -72,9 +73,9 @@ def length_penalty(length: int, alpha: float) -> float:
         return math.inf
 
 
-def max_lengths(src_lengths: torch.Tensor, ratio: float, cap: int) -> list[int]:
+def max_lengths(src_lengths: Sequence[int], ratio: float, cap: int) -> list[int]:
     """Per-sentence output limit: ``min(cap, ceil(ratio * source_length) + 5)``."""
-    return [min(cap, math.ceil(ratio * int(n)) + 5) for n in src_lengths.tolist()]
+    return [min(cap, math.ceil(ratio * int(n)) + 5) for n in src_lengths]
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,7 @@ class Constraints:
     src_lengths: Sequence[int] | None = None
     prefixes: Sequence[Sequence[int]] | None = None
 
-    def force(self, log_probs: torch.Tensor, t: int, sentences: Sequence[int]) -> None:
+    def force(self, log_probs: Any, t: int, sentences: Sequence[int]) -> None:
         """Rows (of sentences ``sentences``) still inside their prefix at step ``t`` may only
         take its next token: every other entry becomes ``-inf`` (in place)."""
         if self.prefixes is None:
@@ -95,11 +96,11 @@ class Constraints:
         for row, sent in enumerate(sentences):
             prefix = self.prefixes[sent]
             if t < len(prefix):
-                keep = log_probs[row, prefix[t]].clone()
+                keep = float(log_probs[row, prefix[t]])
                 log_probs[row] = float("-inf")
                 log_probs[row, prefix[t]] = keep
 
-    def penalty(self, attn_sum: torch.Tensor | None, row: int, sent: int) -> float:
+    def penalty(self, attn_sum: Any | None, row: int, sent: int) -> float:
         """The coverage penalty of row ``row`` (of sentence ``sent``)."""
         if attn_sum is None:
             return 0.0
@@ -124,60 +125,59 @@ def _step(decoder: StepDecoder, prev, state, c: Constraints, t: int, sentences: 
     return lp, state, weights
 
 
-def _attention_sum(total, weights, rules: Rules):
+def _attention_sum(total, weights, rules: Rules, arrays: Arrays):
     """The running attention sum ``(rows, S)`` the coverage penalty needs (None without it)."""
     if not rules.coverage_penalty:
         return None
     if weights is None:
         raise ValueError("the coverage penalty needs a model with attention")
-    return weights.float() if total is None else total + weights.float()
+    weights = arrays.float32(weights)
+    return weights if total is None else total + weights
 
 
-def _select_rows(state: SearchState, index: torch.Tensor, within_sentences: bool,
-                 *tensors: torch.Tensor | None):
-    """The state and each tensor (row-aligned with it, or None) at rows ``index``."""
+def _select_rows(state: SearchState, index: Any, within_sentences: bool, *arrays: Any | None):
+    """The state and each array (row-aligned with it, or None) at rows ``index``."""
     state = state.reorder(index) if within_sentences else state.index_select(index)
-    return (state, *(None if x is None else x.index_select(0, index) for x in tensors))
+    return (state, *(None if x is None else x[index] for x in arrays))
 
 
 def _hypothesis(tokens: list[int], ended: bool, log_prob: float, alpha: float, cp: float,
-                attention: torch.Tensor | None) -> Hypothesis:
+                attention: Any | None) -> Hypothesis:
     """A finished hypothesis; one that ended with ``</s>`` counts it in its length."""
     length = len(tokens) + ended
     return Hypothesis(tokens, log_prob, log_prob / length_penalty(length, alpha) + cp, attention)
 
 
-def argmax(log_probs: torch.Tensor, sentences: Sequence[int]) -> torch.Tensor:
+def argmax(log_probs: Any, sentences: Sequence[int]) -> Any:
     """Greedy's choice: the most probable token of each row."""
-    return log_probs.argmax(dim=-1)
+    return log_probs.argmax(-1)
 
 
-@torch.no_grad()
 def greedy_search(
     decoder: StepDecoder, state: SearchState, max_lens: list[int], alpha: float = 0.0,
     return_attention: bool = False, constraints: Constraints = NO_CONSTRAINTS,
-    choose: Callable[[torch.Tensor, Sequence[int]], torch.Tensor] = argmax,
+    choose: Callable[[Any, Sequence[int]], Any] = argmax,
 ) -> list[list[Hypothesis]]:
     """One token per step for each row of ``state``: the most probable (``choose=argmax``)
     or a sample (:class:`rnnseq.inference.sampling.Sampler`); ``choose(log_probs (R, V),
     rows)`` is told which of the starting rows it chooses for. Returns one hypothesis per row.
     """
-    c = constraints
+    c, arrays = constraints, state.arrays
     rows = state.batch_size
     tokens: list[list[int]] = [[] for _ in range(rows)]
     log_probs = [0.0] * rows
-    attn: list[list[torch.Tensor]] = [[] for _ in range(rows)]
+    attn: list[list[Any]] = [[] for _ in range(rows)]
     done: list[Hypothesis | None] = [None] * rows
     active = list(range(rows))
-    prev = torch.full((rows,), BOS_ID, dtype=torch.long, device=state.device)
+    prev = arrays.ids([BOS_ID] * rows)
     attn_sum = None
     t = 0
     while active:
         lp, state, weights = _step(decoder, prev, state, c, t, active,
                                    lambda rows=active: [tokens[r] for r in rows])
-        attn_sum = _attention_sum(attn_sum, weights, c.rules)
+        attn_sum = _attention_sum(attn_sum, weights, c.rules, arrays)
         chosen = choose(lp, active)
-        chosen_lp = lp.gather(1, chosen[:, None]).squeeze(1)
+        chosen_lp = lp[arrays.ids(range(len(active))), chosen]
         keep = []
         for i, (row, tok, tok_lp) in enumerate(zip(active, chosen.tolist(), chosen_lp.tolist(),
                                                    strict=True)):
@@ -190,7 +190,7 @@ def greedy_search(
             if ended or t + 1 >= max_lens[row]:
                 done[row] = _hypothesis(tokens[row], ended, log_probs[row], alpha,
                                         c.penalty(attn_sum, i, row),
-                                        torch.stack(attn[row]) if attn[row] else None)
+                                        arrays.stack(attn[row]) if attn[row] else None)
             else:
                 keep.append(i)
         t += 1
@@ -198,13 +198,12 @@ def greedy_search(
             active = [active[i] for i in keep]
             if not active:
                 break
-            index = torch.tensor(keep, dtype=torch.long, device=state.device)
+            index = arrays.ids(keep)
             state, chosen, attn_sum = _select_rows(state, index, False, chosen, attn_sum)
         prev = chosen
     return [[h] for h in done]  # type: ignore[list-item]
 
 
-@torch.no_grad()
 def beam_search(
     decoder: StepDecoder, state: SearchState, max_lens: list[int], beam_size: int,
     n_best: int = 1, alpha: float = 0.0, return_attention: bool = False,
@@ -222,27 +221,28 @@ def beam_search(
     """
     if n_best > beam_size:
         raise ValueError(f"n_best ({n_best}) cannot exceed beam_size ({beam_size})")
-    c, batch, k, device = constraints, state.batch_size, beam_size, state.device
-    state = state.index_select(torch.arange(batch, device=device).repeat_interleave(k))
-    scores = torch.full((batch, k), float("-inf"), device=device)
-    scores[:, 0] = 0.0  # only the first beam of each sentence is live at the start
-    history = torch.empty((batch * k, 0), dtype=torch.long, device=device)
-    attn_history: torch.Tensor | None = None
+    c, batch, k, arrays = constraints, state.batch_size, beam_size, state.arrays
+    state = state.index_select(arrays.ids([sent for sent in range(batch) for _ in range(k)]))
+    # only the first beam of each sentence is live at the start
+    scores = arrays.floats([[0.0] + [float("-inf")] * (k - 1)] * batch)
+    history: list[list[int]] = [[] for _ in range(batch * k)]  # each row's tokens so far
+    attn_history: Any | None = None
     finished: list[list[Hypothesis]] = [[] for _ in range(batch)]
     active = list(range(batch))
-    prev = torch.full((batch * k,), BOS_ID, dtype=torch.long, device=device)
+    prev = arrays.ids([BOS_ID] * (batch * k))
     attn_sum = None
     t = 0
     while active:
         lp, state, weights = _step(decoder, prev, state, c, t,
-                                   [sent for sent in active for _ in range(k)], history.tolist)
-        attn_sum = _attention_sum(attn_sum, weights, c.rules)
+                                   [sent for sent in active for _ in range(k)],
+                                   lambda history=history: history)
+        attn_sum = _attention_sum(attn_sum, weights, c.rules, arrays)
         if return_attention and weights is not None:
             step_attn = weights[:, None, :]
             attn_history = (step_attn if attn_history is None
-                            else torch.cat([attn_history, step_attn], dim=1))
+                            else arrays.concat([attn_history, step_attn], axis=1))
         next_rows, next_toks, next_scores, keep = [], [], [], []
-        for sent, candidates in zip(active, _expand(scores, lp, k), strict=True):
+        for sent, candidates in zip(active, _expand(scores, lp, k, arrays), strict=True):
             ended, alive = _split(candidates, k)
             at_limit = t + 1 >= max_lens[sent]
             for row, tok, score in ended + (alive if at_limit else []):
@@ -261,25 +261,25 @@ def beam_search(
         t += 1
         if not keep:
             break
-        index = torch.tensor(next_rows, dtype=torch.long, device=device)
-        state, history, attn_history, attn_sum = _select_rows(
-            state, index, len(keep) == len(active), history, attn_history, attn_sum)
-        prev = torch.tensor(next_toks, dtype=torch.long, device=device)
-        history = torch.cat([history, prev[:, None]], dim=1)
-        scores = torch.tensor(next_scores, dtype=torch.float, device=device)
+        index = arrays.ids(next_rows)
+        state, attn_history, attn_sum = _select_rows(
+            state, index, len(keep) == len(active), attn_history, attn_sum)
+        history = [history[row] + [tok] for row, tok in zip(next_rows, next_toks, strict=True)]
+        prev = arrays.ids(next_toks)
+        scores = arrays.floats(next_scores)
         active = keep
     return [sorted(f, key=lambda h: -h.score)[:n_best] for f in finished]
 
 
-def _expand(scores: torch.Tensor, log_probs: torch.Tensor, k: int
+def _expand(scores: Any, log_probs: Any, k: int, arrays: Arrays
             ) -> list[list[tuple[float, int, int]]]:
     """Each sentence's ``2k`` best one-token extensions of its ``k`` beams (``scores (n, k)``,
     ``log_probs (n * k, V)``), best first, as ``(log-probability, row, token)``; impossible
     ones (``-inf``) left out."""
     n, vocab = scores.shape[0], log_probs.shape[-1]
-    total = (scores.view(-1, 1) + log_probs).view(n, k * vocab)
-    top, index = total.topk(min(2 * k, k * vocab), dim=-1)
-    rows = index // vocab + k * torch.arange(n, device=index.device)[:, None]
+    total = (scores.reshape(-1, 1) + log_probs).reshape(n, k * vocab)
+    top, index = arrays.topk(total, min(2 * k, k * vocab))
+    rows = index // vocab + k * arrays.ids(range(n))[:, None]
     return [[(s, r, tok) for s, r, tok in zip(ss, rs, toks, strict=True) if s != float("-inf")]
             for ss, rs, toks in zip(top.tolist(), rows.tolist(), (index % vocab).tolist(),
                                     strict=True)]
@@ -313,10 +313,10 @@ def _cannot_improve(finished: list[Hypothesis], best_alive: float, t: int, max_l
     return kth >= best_alive / reach
 
 
-def _finish(history, attn_history, row: int, last_tok: int | None, log_prob: float,
-            alpha: float, cp: float) -> Hypothesis:
+def _finish(history: list[list[int]], attn_history, row: int, last_tok: int | None,
+            log_prob: float, alpha: float, cp: float) -> Hypothesis:
     """Row ``row``'s hypothesis, ended by ``</s>`` (``last_tok`` None) or cut at the length
     limit after ``last_tok``."""
-    tokens = history[row].tolist() + ([last_tok] if last_tok is not None else [])
+    tokens = history[row] + ([last_tok] if last_tok is not None else [])
     attention = None if attn_history is None else attn_history[row]  # (length, S)
     return _hypothesis(tokens, last_tok is None, log_prob, alpha, cp, attention)

@@ -1,27 +1,38 @@
-"""Strings in, strings out: tokenize, batch by length, search, detokenize, restore order."""
+"""Strings in, strings out: tokenize, batch by length, search, detokenize, restore order.
+
+The translator never touches a model itself: a backend encodes batches and steps decoders
+(:class:`~rnnseq.inference.torch_backend.TorchBackend` for model directories,
+:class:`~rnnseq.runtime.onnx_backend.OnnxBackend` for exported ones), so this module, like
+search, imports no torch.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 
-import torch
-
-from ..config import task_tags
-from ..data.batching import collate, make_batches, pad
+from ..config import Config, task_tags
+from ..data.batching import make_batches
 from ..data.extended import decode_extended, extend_target, source_map
-from ..data.vocab import EOS_ID, PAD_ID, UNK_ID
 from ..errors import UsageError
-from ..modeldir import ModelBundle
-from ..precision import PRECISIONS, autocast
-from .ensemble import EnsembleDecoder, EnsembleState
 from .rules import Rules
-from .sampling import Sampler, Sampling
-from .search import Constraints, Hypothesis, beam_search, greedy_search, max_lengths
+from .search import (
+    Constraints,
+    Hypothesis,
+    SearchState,
+    StepDecoder,
+    beam_search,
+    greedy_search,
+    max_lengths,
+)
+
+if TYPE_CHECKING:
+    from .sampling import Sampling
 
 log = logging.getLogger("rnnseq")
-
 
 @dataclass
 class Translation:
@@ -51,46 +62,69 @@ class _Inputs:
     oov: list[list[str]]
 
 
+class Backend(Protocol):
+    """What a translator needs from the models it drives. ``bundle`` holds the first
+    member's config, vocabularies and tokenizers (``config``, ``src_vocab``, ``tgt_vocab``,
+    ``src_tokenizer``, ``tgt_tokenizer``)."""
+
+    bundle: Any
+    copy: bool  # outputs are extended-vocabulary ids (copy attention)
+    has_attention: bool
+    precision: str
+    quantize: str | None
+
+    @property
+    def num_parameters(self) -> int: ...
+
+    def decoding(self) -> contextlib.AbstractContextManager:
+        """The context encoding and search run in."""
+
+    def start(self, tokens: Sequence[Sequence[str]], src_maps: Sequence[Sequence[int]]
+              ) -> tuple[StepDecoder, SearchState]:
+        """Encode a batch of tokenized sources: the decoder and state search starts from."""
+
+    def sampler(self, sampling: Sampling, streams: list[tuple[int, int]]) -> Any:
+        """``choose`` for greedy search that samples (one random stream per row)."""
+
+    def score(self, tokens: Sequence[Sequence[str]], src_maps: Sequence[Sequence[int]],
+              targets: Sequence[Sequence[int]]) -> list[float]:
+        """Each target's log-probability (``</s>`` included) by teacher forcing."""
+
+
 class Translator:
     """Translate strings with a loaded model, or an ensemble of models decoding as one (see
-    :func:`rnnseq.load`). ``bundle``, ``config`` and ``model`` are the first member's: its
-    tokenizers and vocabularies serve all, its ``decode`` config gives the defaults."""
+    :func:`rnnseq.load`). ``bundle`` is a model directory's :class:`~rnnseq.modeldir.ModelBundle`
+    (or a list: an ensemble, run by a :class:`~rnnseq.inference.torch_backend.TorchBackend`
+    with the other arguments) or a :class:`Backend`. ``bundle`` and ``config`` are the first
+    member's: its tokenizers and vocabularies serve all, its ``decode`` config gives the
+    defaults."""
 
-    def __init__(
-        self, bundle: ModelBundle | list[ModelBundle], device: str | torch.device = "cpu",
-        precision: str = "fp32", quantize: str | None = None, mixture: str = "probability",
-        paths: list[str] | None = None,
-    ) -> None:
-        from ..config import QUANTIZATIONS
-        from .ensemble import MIXTURES, check_members
-        from .quantize import quantize_int8
+    def __init__(self, bundle: Any, device: Any = "cpu", precision: str = "fp32",
+                 quantize: str | None = None, mixture: str = "probability",
+                 paths: list[str] | None = None) -> None:
+        if isinstance(bundle, list) or hasattr(bundle, "model"):
+            from .torch_backend import TorchBackend
 
-        bundles = bundle if isinstance(bundle, list) else [bundle]
-        if precision not in PRECISIONS:
-            raise UsageError(f"precision must be fp32, bf16 or fp16, got {precision!r}")
-        if quantize is not None and quantize not in QUANTIZATIONS:
-            raise UsageError(f"quantize must be {' or '.join(QUANTIZATIONS)}, "
-                             f"got {quantize!r}")
-        if mixture not in MIXTURES:
-            raise UsageError(f"ensemble mixture must be {' or '.join(MIXTURES)}, "
-                             f"got {mixture!r}")
-        check_members(bundles, paths or [f"model {i + 1}" for i in range(len(bundles))])
-        self.bundles, self.bundle = bundles, bundles[0]
-        self.config = self.bundle.config
-        self.device = torch.device(device)
-        self.precision, self.quantize, self.mixture = precision, quantize, mixture
-        if quantize:
-            if self.device.type != "cpu":
-                raise UsageError(f"--quantize {quantize} runs on the CPU; drop --device "
-                                 f"{self.device.type} or the quantization")
-            if precision != "fp32":
-                raise UsageError(f"--quantize {quantize} computes in int8 and fp32; drop "
-                                 f"--precision {precision} or the quantization")
-            self.models = [quantize_int8(b.model) for b in bundles]
-        else:
-            self.models = [b.model.to(self.device).eval() for b in bundles]
-        self.model = self.models[0]
-        self.copy = any(m.decoder.copy for m in self.models)  # any member: extended ids
+            bundle = TorchBackend(bundle, device, precision, quantize, mixture, paths)
+        self.backend: Backend = bundle
+        self.bundle = bundle.bundle
+        self.config: Config = self.bundle.config
+
+    @property
+    def precision(self) -> str:
+        return self.backend.precision
+
+    @property
+    def quantize(self) -> str | None:
+        return self.backend.quantize
+
+    @property
+    def copy(self) -> bool:
+        return self.backend.copy
+
+    @property
+    def num_parameters(self) -> int:
+        return self.backend.num_parameters
 
     def translate(
         self, sentences: list[str], *, beam_size: int | None = None,
@@ -147,18 +181,16 @@ class Translator:
             self._target_ids(p, inputs.oov[i]) for i, p in enumerate(prefixes)]
         results: list[list[Translation] | None] = [None] * len(sentences)
         for index in self._batches(inputs, batch_size, max_batch_tokens):
-            batches = self._collate(inputs, index)
-            constraints = Constraints(rules, batches[0].src_lengths.tolist(),
+            constraints = Constraints(rules, [len(inputs.tokens[i]) for i in index],
                                       None if forced is None else [forced[i] for i in index])
             lines = index if line_numbers is None else [line_numbers[i] for i in index]
-            hyps = self._search(batches, beam, n_best, alpha, return_attention, constraints,
-                                sampling, lines)
+            hyps = self._search(inputs, index, beam, n_best, alpha, return_attention,
+                                constraints, sampling, lines)
             for i, sent_hyps in zip(index, hyps, strict=True):
                 results[i] = [self._to_translation(h, inputs.tokens[i], inputs.oov[i],
                                                    inputs.truncated.get(i)) for h in sent_hyps]
         return results  # type: ignore[return-value]
 
-    @torch.no_grad()
     def score(self, sentences: list[str], targets: list[str], *,
               batch_size: int | None = None, task: str | None = None) -> list[float]:
         """The log-probability each target has as the translation of its sentence (its tokens
@@ -170,14 +202,10 @@ class Translator:
         ids = [self._target_ids(t, inputs.oov[i]) for i, t in enumerate(targets)]
         scores = [0.0] * len(sentences)
         for index in self._batches(inputs, batch_size, None):
-            per_member = []
-            for model, batch in zip(self.models, self._collate(inputs, index, ids), strict=True):
-                with autocast(self.device, self.precision):
-                    lp = model(batch.src, batch.src_lengths, batch.tgt_in, batch.src_map)
-                per_member.append(lp.float())
-            gold = pad([[*ids[i], EOS_ID] for i in index]).to(self.device)  # extended ids
-            total = _mix_gold(per_member, gold, self.mixture).masked_fill(gold == PAD_ID, 0.0)
-            for i, value in zip(index, total.sum(dim=1).tolist(), strict=True):
+            values = self.backend.score([inputs.tokens[i] for i in index],
+                                        [inputs.src_map[i] for i in index],
+                                        [ids[i] for i in index])
+            for i, value in zip(index, values, strict=True):
                 scores[i] = value
         return scores
 
@@ -194,7 +222,7 @@ class Translator:
                             ("coverage_penalty", beta)):
             if not value >= 0:  # also refuses NaN
                 raise UsageError(f"{name} must be >= 0, got {value}")
-        if beta and self.model.decoder.attention is None:
+        if beta and not self.backend.has_attention:
             raise UsageError("coverage_penalty needs a model with attention (this model has "
                              "attention: none)")
         vocab = self.bundle.tgt_vocab
@@ -253,20 +281,6 @@ class Translator:
         limit = batch_size or dc.batch_size
         return [b[i : i + limit] for b in batches for i in range(0, len(b), limit)]
 
-    def _collate(self, inputs: _Inputs, index: list[int],
-                 targets: list[list[int]] | None = None) -> list:
-        """One batch per member (each encodes the tokens with its own source vocabulary)."""
-        out = []
-        for bundle, model in zip(self.bundles, self.models, strict=True):
-            src = [bundle.src_vocab.encode(inputs.tokens[i]) for i in index]
-            src_map = [inputs.src_map[i] for i in index] if model.decoder.copy else None
-            tgt = None if targets is None else [
-                [t if t < len(bundle.tgt_vocab) else UNK_ID for t in targets[i]] for i in index]
-            tgt_ext = None if targets is None or not model.decoder.copy else [
-                targets[i] for i in index]
-            out.append(collate(src, tgt, index, src_map, tgt_ext).to(self.device))
-        return out
-
     def _target_ids(self, text: str, oov: list[str]) -> list[int]:
         """Target text as ids: the target vocabulary's, or (copy attention) the extended ids of
         source tokens it lacks."""
@@ -275,20 +289,14 @@ class Translator:
             return extend_target(tokens, self.bundle.tgt_vocab, oov)
         return self.bundle.tgt_vocab.encode(tokens)
 
-    @torch.no_grad()
-    def _search(self, batches: list, beam: int, n_best: int, alpha: float,
-                return_attention: bool, constraints: Constraints, sampling: Sampling | None,
-                lines: list[int]) -> list[list[Hypothesis]]:
+    def _search(self, inputs: _Inputs, index: list[int], beam: int, n_best: int,
+                alpha: float, return_attention: bool, constraints: Constraints,
+                sampling: Sampling | None, lines: list[int]) -> list[list[Hypothesis]]:
         dc = self.config.decode
-        with autocast(self.device, self.precision):
-            states = [model.init_state(model.encode(b.src, b.src_lengths), b.src_map)
-                      for model, b in zip(self.models, batches, strict=True)]
-            if len(states) == 1:
-                decoder, state = self.model.decoder, states[0]
-            else:
-                decoder = EnsembleDecoder([m.decoder for m in self.models], self.mixture)
-                state = EnsembleState(tuple(states))
-            limits = max_lengths(batches[0].src_lengths, dc.max_length_ratio, dc.max_length)
+        with self.backend.decoding():
+            decoder, state = self.backend.start([inputs.tokens[i] for i in index],
+                                                [inputs.src_map[i] for i in index])
+            limits = max_lengths(constraints.src_lengths, dc.max_length_ratio, dc.max_length)
             if constraints.prefixes is not None:  # room for the prefix and what follows it
                 limits = [max(n, len(p) + 5) for n, p in zip(limits, constraints.prefixes,
                                                              strict=True)]
@@ -304,19 +312,20 @@ class Translator:
     def _sample(self, decoder, state, limits, n, alpha, return_attention, c: Constraints,
                 sampling: Sampling, lines: list[int]) -> list[list[Hypothesis]]:
         """``n`` samples per sentence (rows repeated ``n`` times), best first."""
-        rows = torch.arange(len(lines), device=state.device).repeat_interleave(n)
+        choose = self.backend.sampler(sampling, [(line, j) for line in lines for j in range(n)])
+        rows = state.arrays.ids([i for i in range(len(lines)) for _ in range(n)])
         each = lambda xs: None if xs is None else [x for x in xs for _ in range(n)]  # noqa: E731
         c = Constraints(c.rules, each(c.src_lengths), each(c.prefixes))
-        sampler = Sampler(sampling, [(line, j) for line in lines for j in range(n)])
         hyps = greedy_search(decoder, state.index_select(rows), each(limits), alpha,
-                             return_attention, c, choose=sampler)
+                             return_attention, c, choose=choose)
         return [sorted((h for [h] in hyps[i * n : (i + 1) * n]), key=lambda h: -h.score)
                 for i in range(len(lines))]
 
     def _to_translation(self, hyp: Hypothesis, source_tokens: list[str], oov: list[str],
                         truncated_from: int | None) -> Translation:
         tokens = decode_extended(hyp.tokens, self.bundle.tgt_vocab, oov)
-        attention = None if hyp.attention is None else hyp.attention.float().cpu().tolist()
+        attention = None if hyp.attention is None else [
+            [float(w) for w in row] for row in hyp.attention.tolist()]
         return Translation(self.bundle.tgt_tokenizer.decode(tokens), tokens, hyp.score,
                            hyp.log_prob, attention, source_tokens, truncated_from)
 
@@ -325,27 +334,23 @@ def load(path: str | list[str], device: str = "cpu", precision: str = "fp32",
          quantize: str | None = None, mixture: str = "probability") -> Translator:
     """Load a model directory, or several as an ensemble (``mixture``: ``probability`` or
     ``log-linear``, :mod:`rnnseq.inference.ensemble`), and return a :class:`Translator`
-    (``precision``: fp32, bf16 or fp16; ``quantize``: ``"int8"`` for dynamic int8 on CPU)."""
-    from ..modeldir import load_model_dir
+    (``precision``: fp32, bf16 or fp16; ``quantize``: ``"int8"`` for dynamic int8 on CPU).
+    A directory written by ``rnnseq export`` runs with onnxruntime, without torch."""
+    from ..runtime.exported import is_exported
 
     paths = [path] if isinstance(path, str) else list(path)
     if not paths:
         raise UsageError("no model directory given")
+    exported = [p for p in paths if is_exported(p)]
+    if exported:
+        from ..runtime.onnx_backend import OnnxBackend
+
+        if len(paths) > 1:
+            raise UsageError(f"{exported[0]} is an exported model; exported models decode "
+                             "alone, not in an ensemble")
+        return Translator(OnnxBackend(paths[0], device, precision, quantize))
+    from ..modeldir import load_model_dir
+
     bundles = [load_model_dir(p, device) for p in paths]
     return Translator(bundles if len(bundles) > 1 else bundles[0], device, precision, quantize,
                       mixture, paths)
-
-
-def _mix_gold(per_member: list[torch.Tensor], gold: torch.Tensor, mixture: str) -> torch.Tensor:
-    """Each member's teacher-forced log-probabilities ``(B, T, V_m)`` combined as the
-    ensemble's, at the ``gold (B, T)`` tokens."""
-    if len(per_member) == 1:
-        return per_member[0].gather(2, gold[..., None]).squeeze(2)
-    size = max(lp.shape[-1] for lp in per_member)
-    lps = torch.stack([torch.nn.functional.pad(lp, (0, size - lp.shape[-1]),
-                                               value=float("-inf")) for lp in per_member])
-    if mixture == "probability":
-        mixed = torch.logsumexp(lps, dim=0) - math.log(len(per_member))
-    else:
-        mixed = torch.log_softmax(lps.mean(dim=0), dim=-1)
-    return mixed.gather(2, gold[..., None]).squeeze(2)

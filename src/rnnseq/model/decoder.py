@@ -24,6 +24,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from ..arrays import TorchArrays
 from ..data.vocab import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 from ..precision import autocast_dtype
 from .attention import make_attention
@@ -61,6 +62,10 @@ class DecoderState:
     @property
     def batch_size(self) -> int:
         return self.mask.shape[0]
+
+    @property
+    def arrays(self) -> TorchArrays:
+        return TorchArrays(self.mask.device)
 
     def index_select(self, index: torch.Tensor) -> DecoderState:
         """Reorder/select rows, e.g. to follow beam back-pointers or drop finished sentences."""
@@ -183,22 +188,30 @@ class Decoder(nn.Module):
             src_map = None
         coverage = (enc.memory.new_zeros(enc.mask.shape, dtype=torch.float32) if self.coverage
                     else None)
-        hidden = self.bridge(enc.state)
-        hidden = map_state(hidden, lambda s: s.contiguous())
-        keys = self.attention.keys(enc.memory) if self.attention is not None else None
+        hidden, keys = self.begin(enc)
         batch = enc.memory.shape[0]
         feed = enc.memory.new_zeros(batch, self.hidden_size) if self.input_feeding else None
-        stepper = None
-        if not self.training:
-            # Decoding: one multiply per layer and step over [input; h], with the weights
-            # concatenated once per batch (oneDNN's fused LSTM is slow for a single step).
-            stepped = SteppedRNN(self.rnn, 0)
-            weights = self.int8_step_weights
-            if weights is None:
-                weights = stepped.weights(dtype=autocast_dtype(enc.memory.device.type))
-            stepper = (stepped, stepped.precompute(enc.memory.new_zeros(1, 0)), weights)
+        stepper = (None if self.training
+                   else self.inference_stepper(autocast_dtype(enc.memory.device.type)))
         return DecoderState(hidden, feed, enc.memory, keys, enc.mask, stepper, src_map, ext_size,
                             coverage)
+
+    def begin(self, enc: EncoderOutput) -> tuple[State, torch.Tensor | None]:
+        """The first RNN state (the encoder's final state through the bridge) and the
+        attention keys ``(B, S, K)``, projected once per source (None without attention)."""
+        hidden = map_state(self.bridge(enc.state), lambda s: s.contiguous())
+        keys = self.attention.keys(enc.memory) if self.attention is not None else None
+        return hidden, keys
+
+    def inference_stepper(self, dtype: torch.dtype | None = None) -> tuple:
+        """``DecoderState.stepper`` for decoding: one multiply per layer and step over
+        ``[input; h]``, with the weights concatenated once (cast to ``dtype``, or the int8
+        ones ``rnnseq.inference.quantize`` set); oneDNN's fused LSTM is slow for one step."""
+        stepped = SteppedRNN(self.rnn, 0)
+        weights = self.int8_step_weights
+        if weights is None:
+            weights = stepped.weights(dtype=dtype)
+        return stepped, stepped.precompute(self.embedding.weight.new_zeros(1, 0)), weights
 
     # -- one step ---------------------------------------------------------------------------
     def _attend(self, query, state: DecoderState, coverage):

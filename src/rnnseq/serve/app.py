@@ -335,7 +335,7 @@ def _describe(name: str, translator: Translator) -> dict:
         "task": f"{cfg.data.src_tokenizer} -> {cfg.data.tgt_tokenizer}",
         "model": {"cell": cfg.model.cell, "attention": cfg.model.attention,
                   "copy_attention": cfg.model.copy_attention, "coverage": cfg.model.coverage,
-                  "parameters": translator.bundle.model.num_parameters()},
+                  "parameters": translator.num_parameters},
         "vocabulary": {"source": len(translator.bundle.src_vocab),
                        "target": len(translator.bundle.tgt_vocab)},
         "decoding": {"beam_size": cfg.decode.beam_size,

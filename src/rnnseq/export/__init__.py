@@ -1,0 +1,1 @@
+"""Export of model directories to forms that run without PyTorch (``rnnseq export``)."""
