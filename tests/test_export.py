@@ -95,6 +95,15 @@ def test_decoding_options_match(tmp_path):
     assert runtime.translate(SENTENCES[:2]) == reference.translate(SENTENCES[:2])
 
 
+@pytest.mark.parametrize("model", [{}, {"copy_attention": True, "coverage": True}])
+def test_scores_of_given_targets_match(tmp_path, model):
+    model_dir, onnx_dir = exported(tmp_path, **model)
+    targets = ["der Mann", "", "Kinder spielen im Schnee", "Die", "Hut. Hut. der"]
+    mine = load(str(model_dir)).score(SENTENCES, targets, batch_size=2)
+    theirs = load(str(onnx_dir)).score(SENTENCES, targets, batch_size=2)
+    assert theirs == pytest.approx(mine, abs=1e-4)
+
+
 def test_the_export_records_what_it_holds(tmp_path):
     model_dir, onnx_dir = exported(tmp_path, cell="gru", copy_attention=True)
     manifest = json.loads((onnx_dir / "export.json").read_text())
@@ -205,8 +214,6 @@ def test_what_the_runtime_refuses(onnx_dir, tmp_path):
     runtime = load(str(onnx_dir))
     with pytest.raises(UsageError, match="sampling"):
         runtime.translate_nbest(["Ein Hut."], sampling=Sampling())
-    with pytest.raises(UsageError, match="score-only"):
-        runtime.score(["Ein Hut."], ["der"])
     with pytest.raises(UsageError, match="ensemble"):
         load([str(onnx_dir), str(tmp_path / "model")])
 

@@ -62,7 +62,8 @@ class TorchBackend:
             self.models = [b.model.to(self.device).eval() for b in bundles]
         self.model = self.models[0]
         self.copy = any(m.decoder.copy for m in self.models)  # any member: extended ids
-        self.has_attention = all(m.decoder.attention is not None for m in self.models)
+        # an ensemble's attention is the mean of its members' that have one
+        self.has_attention = any(m.decoder.attention is not None for m in self.models)
 
     @property
     def num_parameters(self) -> int:

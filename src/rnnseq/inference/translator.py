@@ -102,7 +102,7 @@ class Translator:
     def __init__(self, bundle: Any, device: Any = "cpu", precision: str = "fp32",
                  quantize: str | None = None, mixture: str = "probability",
                  paths: list[str] | None = None) -> None:
-        if isinstance(bundle, list) or hasattr(bundle, "model"):
+        if isinstance(bundle, list) or not hasattr(bundle, "start"):  # model directories
             from .torch_backend import TorchBackend
 
             bundle = TorchBackend(bundle, device, precision, quantize, mixture, paths)

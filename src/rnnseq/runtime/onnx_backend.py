@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..arrays import NumpyArrays
-from ..data.vocab import PAD_ID
+from ..data.vocab import BOS_ID, EOS_ID, PAD_ID
 from ..errors import ModelDirError, UsageError
 from .exported import ENCODER, STEP, ExportedBundle, load_exported
 
@@ -130,8 +130,19 @@ class OnnxBackend:
 
     def score(self, tokens: Sequence[Sequence[str]], src_maps: Sequence[Sequence[int]],
               targets: Sequence[Sequence[int]]) -> list[float]:
-        raise UsageError("scoring given targets (--score-only) runs with PyTorch models; use "
-                         "the model directory this export came from")
+        """Each target's log-probability (its ids, then ``</s>``), stepping the decoder along
+        it: the sum of what each step gives the next reference token."""
+        decoder, state = self.start(tokens, src_maps)
+        gold = _pad([[*t, EOS_ID] for t in targets])
+        prev = np.full(len(targets), BOS_ID, dtype=np.int64)
+        rows = np.arange(len(targets))
+        totals = np.zeros(len(targets), dtype=np.float64)
+        for t in range(gold.shape[1]):
+            log_probs, state, _ = decoder.step(prev, state)
+            real = gold[:, t] != PAD_ID
+            totals += np.where(real, log_probs[rows, gold[:, t]], 0.0)
+            prev = gold[:, t]
+        return totals.tolist()
 
 
 def _pad(rows: Sequence[Sequence[int]], width: int | None = None) -> np.ndarray:
