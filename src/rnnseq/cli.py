@@ -308,13 +308,8 @@ def cmd_average(args: argparse.Namespace) -> int:
 
 # -- export -------------------------------------------------------------------------------------
 def cmd_export(args: argparse.Namespace) -> int:
-    try:
-        from .export.onnx import export_model
-    except ImportError as err:
-        from .errors import UsageError
+    from .export.onnx import export_model
 
-        raise UsageError(f"exporting needs torch and onnx ({err}): pip install "
-                         "'rnnseq[onnx]'") from None
     out = export_model(args.model, args.output, args.quantize)
     print(f"exported {args.model} to {out}")
     print(f"translate with: rnnseq translate {out} -i INPUT -o OUTPUT   (onnxruntime, no torch)")

@@ -111,6 +111,10 @@ def export_model(model_dir: str | Path, out: str | Path, quantize: str | None = 
         raise UsageError(f"--quantize must be int8, got {quantize!r}")
     if out.exists() and any(out.iterdir()):
         raise UsageError(f"{out}: exists and is not empty; give a new directory")
+    try:
+        import onnx
+    except ImportError:
+        raise UsageError("exporting needs the onnx package: pip install 'rnnseq[onnx]'") from None
     bundle = load_model_dir(model_dir)
     model = bundle.model.float().eval()
     out.mkdir(parents=True, exist_ok=True)
@@ -124,8 +128,6 @@ def export_model(model_dir: str | Path, out: str | Path, quantize: str | None = 
         _export_step(model, source, state, out / STEP)
     if quantize:
         _quantize_int8(out)
-    import onnx
-
     d = model.decoder
     manifest = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "source": source, "state": state,
