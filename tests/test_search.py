@@ -326,3 +326,22 @@ def _beam_one(model, rules):
     state = model.init_state(model.encode(b.src, b.src_lengths))
     return beam_search(model.decoder, state, max_lengths(b.src_lengths, 2.0, 40), 1, 1, 0.6,
                        constraints=Constraints(rules, b.src_lengths.tolist()))
+
+
+def test_numpy_and_torch_arrays_agree():
+    """The two array kinds search runs on (rnnseq.arrays) give the same results."""
+    import numpy as np
+
+    from rnnseq.arrays import NumpyArrays
+
+    torch.manual_seed(0)
+    x = torch.randn(5, 37)
+    x[1, 3] = float("-inf")
+    numpy_arrays, torch_arrays = NumpyArrays(), TorchArrays("cpu")
+    for k in (1, 4, 37):
+        (nv, ni), (tv, ti) = numpy_arrays.topk(x.numpy(), k), torch_arrays.topk(x, k)
+        assert np.array_equal(ni, ti.numpy()) and np.array_equal(nv, tv.numpy())
+    assert numpy_arrays.ids([3, 1]).dtype == np.int64
+    assert numpy_arrays.floats([[0.0, float("-inf")]]).dtype == np.float32
+    assert numpy_arrays.concat([np.zeros((2, 1)), np.ones((2, 2))], axis=1).shape == (2, 3)
+    assert numpy_arrays.stack([np.zeros(3), np.ones(3)]).shape == (2, 3)

@@ -324,8 +324,7 @@ class Translator:
     def _to_translation(self, hyp: Hypothesis, source_tokens: list[str], oov: list[str],
                         truncated_from: int | None) -> Translation:
         tokens = decode_extended(hyp.tokens, self.bundle.tgt_vocab, oov)
-        attention = None if hyp.attention is None else [
-            [float(w) for w in row] for row in hyp.attention.tolist()]
+        attention = None if hyp.attention is None else hyp.attention.tolist()
         return Translation(self.bundle.tgt_tokenizer.decode(tokens), tokens, hyp.score,
                            hyp.log_prob, attention, source_tokens, truncated_from)
 
