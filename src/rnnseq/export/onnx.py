@@ -36,7 +36,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import ModelDirError, UsageError
+from ..errors import UsageError
 from ..fileio import atomic_write_text
 from ..model.decoder import DecoderState
 from ..model.encoder import EncoderOutput
@@ -222,19 +222,14 @@ def _export_step(model: nn.Module, source: list[str], state: list[str], path: Pa
 
 
 def _quantize_int8(out: Path) -> None:
-    """onnxruntime's dynamic int8 quantization of both graphs' matrix multiplies (weights
-    int8, activations quantized per call)."""
-    try:
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-    except ImportError:
-        raise UsageError("--quantize int8 needs onnxruntime: pip install 'rnnseq[onnx]'") from None
+    """Both graphs in int8 (:mod:`rnnseq.export.int8`), in place of the fp32 ones."""
+    from .int8 import quantize_graph
+
     for name in (ENCODER, STEP):
         path = out / name
-        tmp = path.with_suffix(".fp32.onnx")
-        path.rename(tmp)
+        fp32 = path.with_suffix(".fp32.onnx")
+        path.rename(fp32)
         try:
-            quantize_dynamic(str(tmp), str(path), weight_type=QuantType.QInt8)
-        except Exception as err:  # noqa: BLE001 - report which graph failed
-            raise ModelDirError(f"{path}: int8 quantization failed ({err})") from None
+            quantize_graph(fp32, path)
         finally:
-            tmp.unlink(missing_ok=True)
+            fp32.unlink(missing_ok=True)
