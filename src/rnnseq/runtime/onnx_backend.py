@@ -164,6 +164,9 @@ def _session(path: Path, threads: int | None) -> Any:
     options = ort.SessionOptions()
     if threads:
         options.intra_op_num_threads = threads
+    # Worker threads that spin between calls take the cores from the Python search that runs
+    # between steps: without spinning, greedy decoding ran 30 % faster on 2 cores.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3
     try:
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
