@@ -39,6 +39,6 @@ echo "| virtualenv | size | largest packages |"
 echo "| --- | ---: | --- |"
 for name in runtime torch full; do
     site=$(echo "$work/$name"/lib/python3*/site-packages)
-    top=$(du -sm "$site"/* | sort -rn | head -3 | awk '{n=split($2,p,"/"); printf "%s %d MB, ", p[n], $1}')
+    top=$(du -sm "$site"/* | sort -rn | awk 'NR <= 3 {n=split($2,p,"/"); printf "%s %d MB, ", p[n], $1}')
     echo "| $name | $(du -sm "$work/$name" | cut -f1) MB | ${top%, } |"
 done
