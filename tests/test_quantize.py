@@ -36,12 +36,12 @@ def test_int8_model_follows_fp32(cell, attention, feed):
     assert "quantized" in type(q.decoder.out).__module__
     if cell != "rnn":  # PyTorch has no dynamic int8 nn.RNN: a plain RNN encoder stays fp32
         assert "quantized" in type(q.encoder.rnn).__module__
-    assert q.decoder.int8_step_weights is not None
+    assert q.decoder.prepared_step_weights is not None
     assert (got - ref).exp().sub(1).abs().max() < 0.1  # probabilities within 10 % relative
     assert (got.argmax(-1) == ref.argmax(-1)).float().mean() > 0.9
     # the original model is left untouched (the quantized one is a copy)
     assert isinstance(model.decoder.out, torch.nn.Linear)
-    assert model.decoder.int8_step_weights is None
+    assert model.decoder.prepared_step_weights is None
 
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])

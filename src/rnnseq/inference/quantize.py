@@ -32,6 +32,17 @@ def pack_int8(w: torch.Tensor):
         return torch.ops.quantized.linear_prepack(q, None)
 
 
+class Int8Matrix:
+    """A step matrix packed as int8 (:func:`pack_int8`); ``m(x)`` is ``x @ W.T`` in fp32, with
+    ``x`` quantized on the fly. The model's stepped RNN calls it without knowing its form."""
+
+    def __init__(self, w: torch.Tensor) -> None:
+        self.packed = pack_int8(w)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.ops.quantized.linear_dynamic(x.float(), self.packed, True)
+
+
 def quantize_int8(model: nn.Module) -> nn.Module:
     """A dynamically int8-quantized copy of a :class:`~rnnseq.model.seq2seq.Seq2Seq` for CPU
     inference (eval mode)."""
@@ -48,5 +59,5 @@ def quantize_int8(model: nn.Module) -> nn.Module:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = torch.ao.quantization.quantize_dynamic(model, spec, dtype=torch.qint8)
-    model.decoder.int8_step_weights = SteppedRNN(model.decoder.rnn, 0).weights(pack=pack_int8)
+    model.decoder.prepared_step_weights = SteppedRNN(model.decoder.rnn, 0).weights(pack=Int8Matrix)
     return model

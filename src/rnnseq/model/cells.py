@@ -11,6 +11,7 @@ path share one set of weights.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -19,6 +20,22 @@ from torch import nn
 
 from ..precision import autocast_dtype
 from .rnn import State
+
+
+@dataclass(frozen=True)
+class Stepper:
+    """What decoding steps with (``DecoderState.stepper``; the same for every row): the
+    :class:`SteppedRNN`, the first layer's input bias (its embedding part is a step input, so
+    only the bias is precomputed) and the per-layer step matrices from
+    :meth:`SteppedRNN.weights`."""
+
+    rnn: SteppedRNN
+    bias: torch.Tensor
+    weights: list
+
+    def step(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        """One decoding step on the full input ``x (B, X)``."""
+        return self.rnn.step(self.bias, x, state, self.weights, training=False)
 
 
 class SteppedRNN:
@@ -54,8 +71,9 @@ class SteppedRNN:
         forward pass, so each step does one multiply per layer.
 
         ``dtype`` casts the matrices once (for autocast decoding, which would otherwise cast
-        them at every step); ``pack`` turns each into another form the step multiplies by (int8
-        decoding: ``rnnseq.inference.quantize`` passes its packer; the model never imports it).
+        them at every step); ``pack`` turns each into another form, called as ``w(x)`` for
+        ``x @ W.T`` (int8 decoding: ``rnnseq.inference.quantize`` passes its packer; the model
+        never imports it).
         ``defer_grad`` (training) wraps each matrix in a :class:`StepWeight`: cast once per
         forward pass under autocast, and its gradient computed in one multiply over all steps.
         """
@@ -127,12 +145,12 @@ class SteppedRNN:
 
 
 def _matmul(x: torch.Tensor, w) -> torch.Tensor:
-    """``x @ w.T`` for a float matrix, a :class:`StepWeight` or an int8-packed matrix."""
+    """``x @ w.T`` for a float matrix, or for a matrix in another form that multiplies itself
+    when called (a :class:`StepWeight`, or what a ``pack`` function of :meth:`SteppedRNN.weights`
+    made, such as inference's int8 matrices)."""
     if isinstance(w, torch.Tensor):
         return F.linear(x, w)
-    if isinstance(w, StepWeight):
-        return w(x)
-    return torch.ops.quantized.linear_dynamic(x.float(), w, True)
+    return w(x)
 
 
 class StepWeight:

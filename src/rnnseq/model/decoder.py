@@ -28,7 +28,7 @@ from ..arrays import TorchArrays
 from ..data.vocab import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 from ..precision import autocast_dtype
 from .attention import make_attention
-from .cells import SteppedRNN
+from .cells import SteppedRNN, Stepper
 from .copy import mixed_log_probs
 from .encoder import EncoderOutput
 from .rnn import DropoutRates, State, make_rnn, map_state, top_hidden
@@ -50,7 +50,7 @@ class DecoderState:
     memory: torch.Tensor
     keys: torch.Tensor | None
     mask: torch.Tensor
-    stepper: tuple | None = None  # inference only: (SteppedRNN, bias, weights), not per row
+    stepper: Stepper | None = None  # decoding only; the same for every row
     src_map: torch.Tensor | None = None
     ext_size: int = 0
     coverage: torch.Tensor | None = None
@@ -170,8 +170,9 @@ class Decoder(nn.Module):
         self.out = nn.Linear(hidden_size, embedding.num_embeddings)
         if tie_embeddings:
             self.out.weight = embedding.weight
-        # Set by rnnseq.inference.quantize: the stepped RNN's matrices packed as int8.
-        self.int8_step_weights: list | None = None
+        # The stepped RNN's matrices in another form (SteppedRNN.weights with ``pack``), set by
+        # inference for decoding: rnnseq.inference.quantize packs them as int8.
+        self.prepared_step_weights: list | None = None
 
     # -- state ------------------------------------------------------------------------------
     def init_state(self, enc: EncoderOutput, src_map: torch.Tensor | None = None) -> DecoderState:
@@ -203,15 +204,15 @@ class Decoder(nn.Module):
         keys = self.attention.keys(enc.memory) if self.attention is not None else None
         return hidden, keys
 
-    def inference_stepper(self, dtype: torch.dtype | None = None) -> tuple:
+    def inference_stepper(self, dtype: torch.dtype | None = None) -> Stepper:
         """``DecoderState.stepper`` for decoding: one multiply per layer and step over
-        ``[input; h]``, with the weights concatenated once (cast to ``dtype``, or the int8
-        ones ``rnnseq.inference.quantize`` set); oneDNN's fused LSTM is slow for one step."""
+        ``[input; h]``, with the weights concatenated once (cast to ``dtype``, or those inference
+        prepared: ``prepared_step_weights``); oneDNN's fused LSTM is slow for one step."""
         stepped = SteppedRNN(self.rnn, 0)
-        weights = self.int8_step_weights
+        weights = self.prepared_step_weights
         if weights is None:
             weights = stepped.weights(dtype=dtype)
-        return stepped, stepped.precompute(self.embedding.weight.new_zeros(1, 0)), weights
+        return Stepper(stepped, stepped.precompute(self.embedding.weight.new_zeros(1, 0)), weights)
 
     # -- one step ---------------------------------------------------------------------------
     def _attend(self, query, state: DecoderState, coverage):
@@ -260,8 +261,7 @@ class Decoder(nn.Module):
                                                     state)
         x = emb if extra is None else torch.cat([emb, extra], dim=-1)
         if state.stepper is not None:
-            stepped, bias, layer_weights = state.stepper
-            h, hidden = stepped.step(bias, x, state.hidden, layer_weights, training=False)
+            h, hidden = state.stepper.step(x, state.hidden)
         else:
             h, hidden = self.rnn(x[:, None, :], state.hidden)
             h = h[:, 0]
