@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import yaml
@@ -81,9 +81,6 @@ def tasks_override(tasks: list[dict], file: Callable[[str, str, str], str]) -> d
     return {**{f"data.{key}": "null" for key in FILE_KEYS}, "data.tasks": json.dumps(listed)}
 
 
-# See et al.'s final phase of summarization training: coverage switched on for 300 more steps.
-SCITLDR_COVERAGE = {"model.coverage": "true", "train.max_steps": "2700",
-                    "train.schedule": "constant", "train.lr": "0.0003", "train.valid_every": "100"}
 CASED_BLEU = [["--metric", "bleu", "chrf"], ["--metric", "bleu", "--lowercase"]]
 RECIPES = {
     "multi30k-de-en": Recipe(
@@ -144,42 +141,28 @@ RECIPES = {
         dev=("runs/data/scitldr/dev.src", "runs/data/scitldr/dev.refs"),
         baselines={"lead (first sentence)": "runs/data/scitldr/test.lead",
                    "oracle (best single sentence)": "runs/data/scitldr/test.oracle"},
-        then=SCITLDR_COVERAGE),
-    "scitldr-title": Recipe(  # the same, with title generation as an auxiliary task
-        "recipes/scitldr/config.yaml",
-        ("runs/data/scitldr/test.src", "runs/data/scitldr/test.refs"),
-        [["--metric", "rouge"]],
-        prepare=["python", "recipes/scitldr/prepare.py", "runs/data/scitldr"],
-        needs=SCITLDR / "train.title", average=3, prepare_check=["--limit", "40"],
-        dev=("runs/data/scitldr/dev.src", "runs/data/scitldr/dev.refs"),
-        overrides={"train.out_dir": "runs/scitldr-title"},
-        tasks=[{"name": "tldr", "tag": "<tldr>",
-                "train_src": "runs/data/scitldr/train.src",
-                "train_tgt": "runs/data/scitldr/train.tgt",
-                "valid_src": "runs/data/scitldr/valid.src",
-                "valid_tgt": "runs/data/scitldr/valid.tgt"},
-               {"name": "title", "tag": "<title>", "weight": 0.5,
-                "train_src": "runs/data/scitldr/train.src",
-                "train_tgt": "runs/data/scitldr/train.title",
-                "valid_src": "runs/data/scitldr/dev.src",
-                "valid_tgt": "runs/data/scitldr/dev.title"}],
-        then=SCITLDR_COVERAGE),
-    "g2p-small-p2g": Recipe(  # g2p-small with phoneme-to-grapheme as an auxiliary task
-        "recipes/g2p-small/config.yaml",
-        ("runs/data/g2p-small-8k/test.words", "runs/data/g2p-small-8k/test.prons"),
-        [["--metric", "ser", "wer"]],
-        prepare=["python", "recipes/g2p-small/prepare.py", "runs/data/g2p-small-8k",
-                 "--train-words", "8000", "--seed", "1", "--no-stress"],
-        average=3,
-        dev=("runs/data/g2p-small-8k/dev.words", "runs/data/g2p-small-8k/dev.prons"),
-        overrides={"train.out_dir": "runs/g2p-small-p2g"},
-        tasks=[{"name": "g2p", "tag": "<g2p>",
-                "train_tsv": "runs/data/g2p-small-8k/train.tsv",
-                "valid_tsv": "runs/data/g2p-small-8k/dev.tsv"},
-               {"name": "p2g", "tag": "<p2g>", "weight": 0.5,
-                "train_tsv": "runs/data/g2p-small-8k/train.p2g.tsv",
-                "valid_tsv": "runs/data/g2p-small-8k/dev.p2g.tsv"}]),
+        # See et al.'s final phase: coverage switched on for 300 more steps
+        then={"model.coverage": "true", "train.max_steps": "2700", "train.schedule": "constant",
+              "train.lr": "0.0003", "train.valid_every": "100"}),
 }
+# The same recipes with an auxiliary task beside the main one (data.tasks), at the same steps.
+RECIPES["scitldr-title"] = replace(  # title generation: the SciTLDR paper's "title scaffolding"
+    RECIPES["scitldr"], needs=SCITLDR / "train.title",
+    overrides={"train.out_dir": "runs/scitldr-title"},
+    tasks=[{"name": "tldr", "tag": "<tldr>", "train_src": "runs/data/scitldr/train.src",
+            "train_tgt": "runs/data/scitldr/train.tgt", "valid_src": "runs/data/scitldr/valid.src",
+            "valid_tgt": "runs/data/scitldr/valid.tgt"},
+           {"name": "title", "tag": "<title>", "weight": 0.5,
+            "train_src": "runs/data/scitldr/train.src",
+            "train_tgt": "runs/data/scitldr/train.title",
+            "valid_src": "runs/data/scitldr/dev.src", "valid_tgt": "runs/data/scitldr/dev.title"}])
+RECIPES["g2p-small-p2g"] = replace(  # phoneme-to-grapheme on the same words
+    RECIPES["g2p-small"], overrides={"train.out_dir": "runs/g2p-small-p2g"},
+    tasks=[{"name": "g2p", "tag": "<g2p>", "train_tsv": "runs/data/g2p-small-8k/train.tsv",
+            "valid_tsv": "runs/data/g2p-small-8k/dev.tsv"},
+           {"name": "p2g", "tag": "<p2g>", "weight": 0.5,
+            "train_tsv": "runs/data/g2p-small-8k/train.p2g.tsv",
+            "valid_tsv": "runs/data/g2p-small-8k/dev.p2g.tsv"}])
 
 CHECK_LINES = {"train": 300, "valid": 20, "test": 20}
 

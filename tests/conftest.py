@@ -53,3 +53,24 @@ def toy_pairs():
     src = ["1 2 3", "4 5 6", "7 8 9"]
     tgt = ["2 4 6", "3 5 7", "1 6 9"]
     return list(zip(src, tgt, strict=True))
+
+
+def serve_in_process(translators: dict, requests):
+    """``await requests(http)`` against an app serving ``translators`` in this process (ASGI
+    transport, the app's startup and shutdown around it); its result."""
+    import asyncio
+
+    import httpx
+
+    from rnnseq.serve.app import create_app
+
+    app = create_app(translators)
+
+    async def call():
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+                return await requests(http)
+
+    return asyncio.run(call())
+

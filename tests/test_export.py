@@ -19,7 +19,7 @@ from rnnseq.errors import ModelDirError, UsageError
 from rnnseq.inference.translator import load
 from rnnseq.modeldir import save_model_dir
 
-from .conftest import variants
+from .conftest import serve_in_process, variants
 from .test_ensemble import bundle
 
 pytest.importorskip("onnxruntime")
@@ -275,25 +275,14 @@ def test_a_tampered_export_is_refused_with_a_message(onnx_dir, tamper, message):
 
 def test_serve_serves_an_export(onnx_dir):
     pytest.importorskip("fastapi")
-    import asyncio
-
-    import httpx
-
-    from rnnseq.serve.app import create_app
-
     translator = load(str(onnx_dir))
-    app = create_app({"onnx": translator})
 
-    async def call():
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
-                info = (await http.get("/v1/models")).json()["models"][0]
-                out = (await http.post("/v1/translate", json={
-                    "text": SENTENCES, "beam_size": 3, "return_attention": True})).json()
-                return info, out
+    async def requests(http):
+        info = (await http.get("/v1/models")).json()["models"][0]
+        return info, (await http.post("/v1/translate", json={
+            "text": SENTENCES, "beam_size": 3, "return_attention": True})).json()
 
-    info, out = asyncio.run(call())
+    info, out = serve_in_process({"onnx": translator}, requests)
     assert info["model"]["parameters"] == translator.num_parameters > 0
     assert [t["text"] for t in out["translations"]] == translator.translate(SENTENCES,
                                                                             beam_size=3)

@@ -16,6 +16,7 @@ from rnnseq.cli import main  # noqa: E402
 from rnnseq.inference.translator import load  # noqa: E402
 from rnnseq.serve.batcher import Batcher, QueueFull  # noqa: E402
 
+from .conftest import serve_in_process  # noqa: E402
 from .test_cli import CONFIG, PAIRS  # noqa: E402
 
 INPUTS = ["abc", "cab", "bca", "aab", "ccba", "a", "bacab"]
@@ -176,21 +177,14 @@ def test_bad_requests_get_clear_json_errors(server, body, status, message):
 
 
 def test_long_inputs_are_truncated_with_a_warning(model_dir, caplog):
-    from rnnseq.serve.app import create_app
-
     translator = load(str(model_dir))
     translator.config.decode.max_input_len = 4
-    app = create_app({"toy": translator})
 
-    async def call():
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
-                return (await http.post("/v1/translate",
-                                        json={"text": ["abc", "abcabcab"]})).json()
+    async def requests(http):
+        return (await http.post("/v1/translate", json={"text": ["abc", "abcabcab"]})).json()
 
     with caplog.at_level("INFO", logger="rnnseq.serve"):
-        r = asyncio.run(call())
+        r = serve_in_process({"toy": translator}, requests)
     # one access-log line per request, with its latency and batch
     assert any("POST /v1/translate 200" in m and "lines=2 batch=2" in m and " ms" in m
                for m in caplog.messages)
@@ -201,20 +195,13 @@ def test_long_inputs_are_truncated_with_a_warning(model_dir, caplog):
 
 @pytest.mark.parametrize("options", [{"quantize": "int8"}, {"precision": "bf16"}])
 def test_serve_decodes_with_int8_or_bf16_as_translate_does(model_dir, options):
-    from rnnseq.serve.app import create_app
-
     translator = load(str(model_dir), **options)
-    app = create_app({"toy": translator})
 
-    async def call():
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
-                info = (await http.get("/v1/models")).json()["models"][0]
-                out = (await http.post("/v1/translate", json={"text": INPUTS})).json()
-                return info, out
+    async def requests(http):
+        info = (await http.get("/v1/models")).json()["models"][0]
+        return info, (await http.post("/v1/translate", json={"text": INPUTS})).json()
 
-    info, out = asyncio.run(call())
+    info, out = serve_in_process({"toy": translator}, requests)
     assert info["quantize"] == options.get("quantize")
     assert info["precision"] == options.get("precision", "fp32")
     assert [t["text"] for t in out["translations"]] == translator.translate(INPUTS)
