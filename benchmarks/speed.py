@@ -136,7 +136,7 @@ def child_gemm(args) -> dict:
         "decoder_rnn": (b, e + 2 * h, 4 * h),
         "attention": (b, h, h),
         "combine": (b, 2 * h, h),
-        "output": (b * t, h, stats["vocab"]),
+        "output": (b * t, h, int(stats["vocab"])),  # a median of rounds may be a float
     }
     seconds = 0.0
     rates = {}
