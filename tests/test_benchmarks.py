@@ -138,3 +138,20 @@ def test_serve_load_percentiles_and_table():
     assert "| rnnseq serve | 32 | 50.0 | 50% | 51 | 96 | 100 | 0 | 400 |" in text
     assert "| OpenNMT-py onmt_server | 32 | 9.8 | 10% | 500 | 500 | 500 | 2 | 560 |" in text
     assert "| 32 | 5.1x | 0.19 |" in text
+
+
+def test_time_to_bleu_times_checkpoints_from_their_files(tmp_path):
+    import os
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks" / "peers"))
+    from time_to_bleu import timed_checkpoints
+
+    start = 1_000_000.0
+    for name, written in [("step-0000400", 90.0), ("step-0000200", 40.0), ("best", 95.0),
+                          ("model_step_200.pt", 30.0)]:
+        (tmp_path / name).mkdir()
+        os.utime(tmp_path / name, (start + written, start + written))
+    assert [(s, t) for s, t, _ in timed_checkpoints(tmp_path, r"step-0*(\d+)", start)] == \
+        [(200, 40.0), (400, 90.0)]
+    assert [(s, t) for s, t, _ in timed_checkpoints(tmp_path, r"model_step_(\d+)\.pt", start)] \
+        == [(200, 30.0)]
