@@ -32,6 +32,7 @@ from pathlib import Path
 
 import yaml
 
+from rnnseq.config import CORPUS_KEYS
 from rnnseq.metrics import is_better, metric_name
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,15 +71,12 @@ def _g2p(folder: str) -> dict[str, str]:
             "data.valid_tsv": f"runs/data/{folder}/dev.tsv"}
 
 
-FILE_KEYS = ("train_src", "train_tgt", "train_tsv", "valid_src", "valid_tgt", "valid_tsv")
-
-
 def tasks_override(tasks: list[dict], file: Callable[[str, str, str], str]) -> dict[str, str]:
     """The ``--set`` values of a multi-task recipe: ``data.tasks`` with each file path passed
     through ``file(task, key, path)``, and the config's own corpus keys cleared."""
-    listed = [{key: file(str(task["name"]), key, str(value)) if key in FILE_KEYS else value
+    listed = [{key: file(str(task["name"]), key, str(value)) if key in CORPUS_KEYS else value
                for key, value in task.items()} for task in tasks]
-    return {**{f"data.{key}": "null" for key in FILE_KEYS}, "data.tasks": json.dumps(listed)}
+    return {**{f"data.{key}": "null" for key in CORPUS_KEYS}, "data.tasks": json.dumps(listed)}
 
 
 CASED_BLEU = [["--metric", "bleu", "chrf"], ["--metric", "bleu", "--lowercase"]]
@@ -229,7 +227,7 @@ def check_overrides(overrides: dict, data: dict, test: tuple[str, str],
                     work: Path) -> tuple[dict, tuple[str, str]]:
     """Point a recipe at the first lines of its data, two steps, outputs under ``work``."""
     out: dict[str, str] = {}
-    for key in ("train_src", "train_tgt", "train_tsv", "valid_src", "valid_tgt", "valid_tsv"):
+    for key in CORPUS_KEYS:
         path = overrides.get(f"data.{key}") or data.get(key)
         if path:
             out[f"data.{key}"] = head(Path(path), work / "sample" / f"{key}.txt",

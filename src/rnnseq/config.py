@@ -37,10 +37,6 @@ PRECISIONS: tuple[str, ...] = typing.get_args(Precision)
 QUANTIZATIONS: tuple[str, ...] = typing.get_args(Quantization)
 MIXTURES: tuple[str, ...] = typing.get_args(EnsembleMixture)
 
-# Data keys that say where the data lives or how much of it is used; every other data key, and
-# every model key, shapes the model or how it reads and writes text (see model_settings).
-DATA_LOCATION_KEYS = frozenset({"train_src", "train_tgt", "train_tsv", "valid_src", "valid_tgt",
-                                "valid_tsv", "max_len", "max_src_len", "max_tgt_len"})
 # Of a task, only its name and tag shape the model (its tag is a vocabulary entry).
 TASK_MODEL_KEYS = ("name", "tag")
 
@@ -63,6 +59,13 @@ class CorpusFiles:
     valid_src: str | None = _f(None, help="validation source file")
     valid_tgt: str | None = _f(None, help="validation target file")
     valid_tsv: str | None = _f(None, help="validation pairs as TSV")
+
+
+# The keys that name a corpus's files (data.*, or a task's).
+CORPUS_KEYS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(CorpusFiles))
+# Data keys that say where the data lives or how much of it is used; every other data key, and
+# every model key, shapes the model or how it reads and writes text (see model_settings).
+DATA_LOCATION_KEYS = frozenset(CORPUS_KEYS) | {"max_len", "max_src_len", "max_tgt_len"}
 
 
 @dataclass
@@ -398,8 +401,7 @@ def _validate_tasks(d: DataConfig, source: str) -> None:
         if d.main_task is not None:
             raise ConfigError(f"{source}: data.main_task names a task, but data.tasks is empty")
         return
-    given = [k for k in ("train_src", "train_tgt", "train_tsv", "valid_src", "valid_tgt",
-                         "valid_tsv") if getattr(d, k) is not None]
+    given = [k for k in CORPUS_KEYS if getattr(d, k) is not None]
     if given:
         raise ConfigError(f"{source}: with data.tasks, each task names its own files; "
                           f"data.{given[0]} belongs to no task (move it into one)")
@@ -425,13 +427,17 @@ def _validate_tasks(d: DataConfig, source: str) -> None:
                           f"are {', '.join(names)}")
 
 
+def ordered_tasks(d: DataConfig) -> list[TaskConfig]:
+    """``data.tasks`` with the main task (``data.main_task``, else the first) first."""
+    if d.tasks is None:
+        return []
+    main = d.main_task or d.tasks[0].name
+    return sorted(d.tasks, key=lambda task: task.name != main)
+
+
 def task_tags(d: DataConfig) -> dict[str, str | None]:
     """Each task's tag by name, the main task first (empty without tasks)."""
-    if d.tasks is None:
-        return {}
-    main = d.main_task or d.tasks[0].name
-    ordered = sorted(d.tasks, key=lambda task: task.name != main)
-    return {task.name: task.tag for task in ordered}
+    return {task.name: task.tag for task in ordered_tasks(d)}
 
 
 def model_settings(config: Config) -> dict[str, Any]:

@@ -153,14 +153,13 @@ def load_model_dir(directory: str | Path, device: str | torch.device = "cpu") ->
     """Load a model directory written by :func:`save_model_dir`, in eval mode."""
     from .model.seq2seq import Seq2Seq
 
-    text = load_text_side(directory)
-    config, src_vocab, tgt_vocab = text.config, text.src_vocab, text.tgt_vocab
-    src_tok, tgt_tok = text.src_tokenizer, text.tgt_tokenizer
+    t = load_text_side(directory)
     with skip_weight_init():  # every weight comes from the file
-        model = Seq2Seq(config, len(src_vocab), len(tgt_vocab))
+        model = Seq2Seq(t.config, len(t.src_vocab), len(t.tgt_vocab))
     load_weights(model, directory)
     model.to(device).eval()
-    return ModelBundle(config, model, src_vocab, tgt_vocab, src_tok, tgt_tok)
+    return ModelBundle(t.config, model, t.src_vocab, t.tgt_vocab, t.src_tokenizer,
+                       t.tgt_tokenizer)
 
 
 def load_weights(model: torch.nn.Module, directory: str | Path,

@@ -18,7 +18,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from ..config import DataConfig
+from ..config import DataConfig, ordered_tasks
 from .corpus import ParallelCorpus, load_corpus
 from .dataset import Dataset, TokenizedCorpus, Vocabulary, encode_corpus, tokenize_corpus
 from .tokenizers import Tokenizer
@@ -36,9 +36,8 @@ class Task:
 def load_tasks(cfg: DataConfig) -> list[Task]:
     """Every task's corpora, the main task first."""
     assert cfg.tasks is not None
-    main = cfg.main_task or cfg.tasks[0].name
     out = []
-    for t in sorted(cfg.tasks, key=lambda task: task.name != main):
+    for t in ordered_tasks(cfg):
         train = load_corpus(t.train_src, t.train_tgt, t.train_tsv, f"training data ({t.name})")
         valid = None
         if t.valid_src or t.valid_tgt or t.valid_tsv:

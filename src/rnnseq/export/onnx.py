@@ -42,7 +42,14 @@ from ..model.decoder import DecoderState
 from ..model.encoder import EncoderOutput
 from ..model.rnn import map_state
 from ..modeldir import CONFIG_FILE, load_model_dir
-from ..runtime.exported import ENCODER, FORMAT, FORMAT_VERSION, MANIFEST, STEP
+from ..runtime.exported import (
+    ENCODER,
+    FORMAT,
+    FORMAT_VERSION,
+    MANIFEST,
+    SOURCE_INPUTS,
+    STEP,
+)
 
 OPSET = 17  # ScatterElements with reduction="add" (copy attention) needs 16 or later
 
@@ -212,8 +219,7 @@ def _export_step(model: nn.Module, source: list[str], state: list[str], path: Pa
     axes = {"prev": per_row, "log_probs": {0: "batch", 1: "vocabulary"},
             "attention": with_source}
     for name in source + state:
-        axes[name] = with_source if name in ("memory", "keys", "mask", "src_map",
-                                             "coverage") else per_row
+        axes[name] = with_source if name in (*SOURCE_INPUTS, "coverage") else per_row
         if name in state:
             axes[f"next_{name}"] = axes[name]
     torch.onnx.export(StepGraph(model, source, state), args, str(path), dynamo=False,

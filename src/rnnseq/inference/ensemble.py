@@ -32,10 +32,6 @@ class EnsembleState:
     states: tuple
 
     @property
-    def device(self) -> torch.device:
-        return self.states[0].device
-
-    @property
     def arrays(self):
         return self.states[0].arrays
 

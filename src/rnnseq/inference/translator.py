@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("rnnseq")
 
+
 @dataclass
 class Translation:
     """One output hypothesis as text, with its tokens, scores and optional attention

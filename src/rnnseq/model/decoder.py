@@ -56,10 +56,6 @@ class DecoderState:
     coverage: torch.Tensor | None = None
 
     @property
-    def device(self) -> torch.device:
-        return self.mask.device
-
-    @property
     def batch_size(self) -> int:
         return self.mask.shape[0]
 

@@ -89,6 +89,7 @@ class OnnxBackend:
         self.precision, self.quantize = "fp32", manifest.quantize
         self.copy, self.has_attention = manifest.copy, manifest.attention
         self.encoder = _session(self.bundle.directory / ENCODER, threads)
+        self.encoder_outputs = [o.name for o in self.encoder.get_outputs()]
         self.decoder = OnnxDecoder(_session(self.bundle.directory / STEP, threads), self.bundle)
 
     @property
@@ -103,10 +104,8 @@ class OnnxBackend:
         vocab, manifest = self.bundle.src_vocab, self.bundle.manifest
         lengths = np.array([len(t) for t in tokens], dtype=np.int64)
         src = _pad([vocab.encode(t) for t in tokens])
-        outputs = [o.name for o in self.encoder.get_outputs()]
-        values = dict(zip(outputs, self.encoder.run(outputs, {"src": src,
-                                                             "src_lengths": lengths}),
-                          strict=True))
+        values = dict(zip(self.encoder_outputs, self.encoder.run(
+            self.encoder_outputs, {"src": src, "src_lengths": lengths}), strict=True))
         batch, width = src.shape
         source = {"memory": values["memory"], "mask": np.arange(width)[None, :] < lengths[:, None]}
         if "keys" in values:
