@@ -257,11 +257,13 @@ def test_line_batches_from_a_pipe():
 
         def late():
             time.sleep(0.2)
-            os.write(write_fd, b"d\ne")  # last line without a newline
+            os.write(write_fd, b"d\n")
+            time.sleep(0.2)
+            os.write(write_fd, b"e")  # last line without a newline: out at end of input
             os.close(write_fd)
 
         threading.Thread(target=late).start()
-        assert list(batches) == [["d", "e"]]
+        assert list(batches) == [["d"], ["e"]]
 
 
 def test_line_batches_reports_invalid_utf8():
