@@ -341,6 +341,11 @@ def test_numpy_and_torch_arrays_agree():
     for k in (1, 4, 37):
         (nv, ni), (tv, ti) = numpy_arrays.topk(x.numpy(), k), torch_arrays.topk(x, k)
         assert np.array_equal(ni, ti.numpy()) and np.array_equal(nv, tv.numpy())
+    x[2, 5] = x[2, 30] = x[2].max() + 1  # a tie: both choose the first column
+    x[3] = float("-inf")
+    (nv, ni), (tv, ti) = numpy_arrays.best(x.numpy()), torch_arrays.best(x)
+    assert np.array_equal(ni, ti.numpy()) and np.array_equal(nv, tv.numpy())
+    assert ni[2] == 5 and np.array_equal(ni, x.numpy().argmax(-1))
     assert numpy_arrays.ids([3, 1]).dtype == np.int64
     assert numpy_arrays.floats([[0.0, float("-inf")]]).dtype == np.float32
     assert numpy_arrays.concat([np.zeros((2, 1)), np.ones((2, 2))], axis=1).shape == (2, 3)

@@ -93,7 +93,7 @@ class Sampler:
 
         s = self.sampling
         if s.temperature == 0.0:
-            return log_probs.argmax(dim=-1)
+            return log_probs.max(dim=-1).indices
         kept = truncate(log_probs.float() / s.temperature, s.top_k, s.top_p)
         cdf = torch.softmax(kept, dim=-1).cumsum(dim=-1)
         u = torch.cat([torch.rand(1, generator=self.generators[r]) for r in rows])

@@ -148,17 +148,12 @@ def _hypothesis(tokens: list[int], ended: bool, log_prob: float, alpha: float, c
     return Hypothesis(tokens, log_prob, log_prob / length_penalty(length, alpha) + cp, attention)
 
 
-def argmax(log_probs: Any, sentences: Sequence[int]) -> Any:
-    """Greedy's choice: the most probable token of each row."""
-    return log_probs.argmax(-1)
-
-
 def greedy_search(
     decoder: StepDecoder, state: SearchState, max_lens: list[int], alpha: float = 0.0,
     return_attention: bool = False, constraints: Constraints = NO_CONSTRAINTS,
-    choose: Callable[[Any, Sequence[int]], Any] = argmax,
+    choose: Callable[[Any, Sequence[int]], Any] | None = None,
 ) -> list[list[Hypothesis]]:
-    """One token per step for each row of ``state``: the most probable (``choose=argmax``)
+    """One token per step for each row of ``state``: the most probable (``choose=None``)
     or a sample (:class:`rnnseq.inference.sampling.Sampler`); ``choose(log_probs (R, V),
     rows)`` is told which of the starting rows it chooses for. Returns one hypothesis per row.
     """
@@ -176,8 +171,11 @@ def greedy_search(
         lp, state, weights = _step(decoder, prev, state, c, t, active,
                                    lambda rows=active: [tokens[r] for r in rows])
         attn_sum = _attention_sum(attn_sum, weights, c.rules, arrays)
-        chosen = choose(lp, active)
-        chosen_lp = lp[arrays.ids(range(len(active))), chosen]
+        if choose is None:
+            chosen_lp, chosen = arrays.best(lp)
+        else:
+            chosen = choose(lp, active)
+            chosen_lp = lp[arrays.ids(range(len(active))), chosen]
         keep = []
         for i, (row, tok, tok_lp) in enumerate(zip(active, chosen.tolist(), chosen_lp.tolist(),
                                                    strict=True)):
