@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from rnnseq.errors import UsageError
-from rnnseq.inference.quantize import quantize_int8
+from rnnseq.inference.quantize import Int8Matrix, int8_stepper, quantize_int8
 from rnnseq.inference.search import beam_search, greedy_search, max_lengths
 from rnnseq.inference.translator import Translator
 from rnnseq.precision import autocast
@@ -13,10 +13,10 @@ from .conftest import tiny_model, variants
 from .test_search import SRC, _src
 
 
-def step_log_probs(model, steps=4):
+def step_log_probs(model, steps=4, stepper=None):
     """Log-probabilities of a few teacher-forced decoder steps over a mixed-length batch."""
     src, lengths = _src(SRC)
-    state = model.init_state(model.encode(src, lengths))
+    state = model.init_state(model.encode(src, lengths), stepper=stepper)
     prev = torch.full((len(SRC),), 2)
     out = []
     for t in range(steps):
@@ -32,28 +32,32 @@ def test_int8_model_follows_fp32(cell, attention, feed):
     with torch.no_grad():
         ref = step_log_probs(model)
         q = quantize_int8(model)
-        got = step_log_probs(q)
+        stepper = int8_stepper(q)
+        got = step_log_probs(q, stepper=stepper)
     assert "quantized" in type(q.decoder.out).__module__
     if cell != "rnn":  # PyTorch has no dynamic int8 nn.RNN: a plain RNN encoder stays fp32
         assert "quantized" in type(q.encoder.rnn).__module__
-    assert q.decoder.prepared_step_weights is not None
+    assert all(isinstance(layer[0], Int8Matrix) for layer in stepper.weights)
+    assert stepper.out is None and stepper.combine is None  # quantized modules already
     assert (got - ref).exp().sub(1).abs().max() < 0.1  # probabilities within 10 % relative
     assert (got.argmax(-1) == ref.argmax(-1)).float().mean() > 0.9
     # the original model is left untouched (the quantized one is a copy)
     assert isinstance(model.decoder.out, torch.nn.Linear)
-    assert model.decoder.prepared_step_weights is None
 
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 def test_int8_search_runs_greedy_and_beam(cell):
     model = quantize_int8(tiny_model(cell, "luong_general", seed=2))
+    stepper = int8_stepper(model)
     src, lengths = _src(SRC)
     limits = max_lengths(lengths, 2.0, 20)
     with torch.no_grad():
-        greedy = greedy_search(model.decoder, model.init_state(model.encode(src, lengths)),
+        greedy = greedy_search(model.decoder,
+                               model.init_state(model.encode(src, lengths), stepper=stepper),
                                limits)
-        beam = beam_search(model.decoder, model.init_state(model.encode(src, lengths)), limits,
-                           3, n_best=2)
+        beam = beam_search(model.decoder,
+                           model.init_state(model.encode(src, lengths), stepper=stepper),
+                           limits, 3, n_best=2)
     assert len(greedy) == len(beam) == len(SRC)
     assert all(len(h) == 2 and h[0].score >= h[1].score for h in beam)
 

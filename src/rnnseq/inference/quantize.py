@@ -36,18 +36,18 @@ class Int8Matrix:
     """A step matrix packed as int8 (:func:`pack_int8`); ``m(x)`` is ``x @ W.T`` in fp32, with
     ``x`` quantized on the fly. The model's stepped RNN calls it without knowing its form."""
 
-    def __init__(self, w: torch.Tensor) -> None:
+    def __init__(self, w: torch.Tensor, bias: torch.Tensor | None = None) -> None:
         self.packed = pack_int8(w)
+        self.bias = None if bias is None else bias.detach().float()
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.ops.quantized.linear_dynamic(x.float(), self.packed, True)
+        y = torch.ops.quantized.linear_dynamic(x.float(), self.packed, True)
+        return y if self.bias is None else y + self.bias
 
 
 def quantize_int8(model: nn.Module) -> nn.Module:
     """A dynamically int8-quantized copy of a :class:`~rnnseq.model.seq2seq.Seq2Seq` for CPU
-    inference (eval mode)."""
-    from ..model.cells import SteppedRNN
-
+    inference (eval mode). Its decoder's step matrices are packed by :func:`int8_stepper`."""
     if "fbgemm" not in torch.backends.quantized.supported_engines and \
             "x86" not in torch.backends.quantized.supported_engines:
         raise RuntimeError("int8 quantization needs PyTorch's x86/fbgemm engine, which this "
@@ -59,5 +59,10 @@ def quantize_int8(model: nn.Module) -> nn.Module:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = torch.ao.quantization.quantize_dynamic(model, spec, dtype=torch.qint8)
-    model.decoder.prepared_step_weights = SteppedRNN(model.decoder.rnn, 0).weights(pack=Int8Matrix)
     return model
+
+
+def int8_stepper(model: nn.Module):
+    """The stepper a :func:`quantize_int8` model decodes with: its RNN step matrices as
+    :class:`Int8Matrix` (the other layers are quantized modules already)."""
+    return model.decoder.inference_stepper(pack=Int8Matrix)

@@ -35,7 +35,7 @@ class TorchBackend:
     ) -> None:
         from ..config import QUANTIZATIONS
         from .ensemble import MIXTURES, check_members
-        from .quantize import quantize_int8
+        from .quantize import int8_stepper, quantize_int8
 
         bundles = bundles if isinstance(bundles, list) else [bundles]
         if precision not in PRECISIONS:
@@ -58,8 +58,10 @@ class TorchBackend:
                 raise UsageError(f"--quantize {quantize} computes in int8 and fp32; drop "
                                  f"--precision {precision} or the quantization")
             self.models = [quantize_int8(b.model) for b in bundles]
+            self.steppers = [int8_stepper(m) for m in self.models]
         else:
             self.models = [b.model.to(self.device).eval() for b in bundles]
+            self.steppers = [_stepper(m, self.device, precision) for m in self.models]
         self.model = self.models[0]
         self.copy = any(m.decoder.copy for m in self.models)  # any member: extended ids
         # an ensemble's attention is the mean of its members' that have one
@@ -79,8 +81,9 @@ class TorchBackend:
               ) -> tuple[StepDecoder, SearchState]:
         """Encode source sentences (as tokens; with their extended-vocabulary ids for copy
         attention): the decoder and state search starts from."""
-        states = [model.init_state(model.encode(b.src, b.src_lengths), b.src_map)
-                  for model, b in zip(self.models, self._collate(tokens, src_maps), strict=True)]
+        states = [model.init_state(model.encode(b.src, b.src_lengths), b.src_map, stepper)
+                  for model, b, stepper in zip(self.models, self._collate(tokens, src_maps),
+                                               self.steppers, strict=True)]
         if len(states) == 1:
             return self.model.decoder, states[0]
         return (EnsembleDecoder([m.decoder for m in self.models], self.mixture),
@@ -117,6 +120,20 @@ class TorchBackend:
             tgt_ext = None if targets is None or not model.decoder.copy else list(targets)
             out.append(collate(src, tgt, index, src_map, tgt_ext).to(self.device))
         return out
+
+
+def _stepper(model: torch.nn.Module, device: torch.device, precision: str):
+    """What ``model`` decodes with, prepared once for all batches: on the CPU in fp32 its
+    step, combination and output matrices packed for MKL (:mod:`.packed`), otherwise its step
+    matrices cast to the precision's dtype. Built from the weights as they are now: a backend
+    serves a model that no longer trains (the trainer makes one per validation)."""
+    from .packed import MklMatrix, mkl_packing_available
+
+    with torch.no_grad():
+        if device.type == "cpu" and precision == "fp32" and mkl_packing_available():
+            return model.decoder.inference_stepper(pack=MklMatrix)
+        dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+        return model.decoder.inference_stepper(dtype)
 
 
 def _mix_gold(per_member: list[torch.Tensor], gold: torch.Tensor, mixture: str) -> torch.Tensor:

@@ -26,12 +26,15 @@ from .rnn import State
 class Stepper:
     """What decoding steps with (``DecoderState.stepper``; the same for every row): the
     :class:`SteppedRNN`, the first layer's input bias (its embedding part is a step input, so
-    only the bias is precomputed) and the per-layer step matrices from
-    :meth:`SteppedRNN.weights`."""
+    only the bias is precomputed), the per-layer step matrices from :meth:`SteppedRNN.weights`
+    and, when inference prepared them, the combination and output layers as callables
+    (``x (B, *) -> x @ W.T (+ b)``; None: the decoder's own modules)."""
 
     rnn: SteppedRNN
     bias: torch.Tensor
     weights: list
+    combine: Callable[[torch.Tensor], torch.Tensor] | None = None
+    out: Callable[[torch.Tensor], torch.Tensor] | None = None
 
     def step(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         """One decoding step on the full input ``x (B, X)``."""
@@ -72,8 +75,8 @@ class SteppedRNN:
 
         ``dtype`` casts the matrices once (for autocast decoding, which would otherwise cast
         them at every step); ``pack`` turns each into another form, called as ``w(x)`` for
-        ``x @ W.T`` (int8 decoding: ``rnnseq.inference.quantize`` passes its packer; the model
-        never imports it).
+        ``x @ W.T`` (decoding: ``rnnseq.inference.prepare`` passes MKL's packed fp32 or int8
+        matrices; the model never imports them).
         ``defer_grad`` (training) wraps each matrix in a :class:`StepWeight`: cast once per
         forward pass under autocast, and its gradient computed in one multiply over all steps.
         """

@@ -18,8 +18,9 @@ attention paid so far (:mod:`rnnseq.model.attention`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -166,14 +167,14 @@ class Decoder(nn.Module):
         self.out = nn.Linear(hidden_size, embedding.num_embeddings)
         if tie_embeddings:
             self.out.weight = embedding.weight
-        # The stepped RNN's matrices in another form (SteppedRNN.weights with ``pack``), set by
-        # inference for decoding: rnnseq.inference.quantize packs them as int8.
-        self.prepared_step_weights: list | None = None
 
     # -- state ------------------------------------------------------------------------------
-    def init_state(self, enc: EncoderOutput, src_map: torch.Tensor | None = None) -> DecoderState:
+    def init_state(self, enc: EncoderOutput, src_map: torch.Tensor | None = None,
+                   stepper: Stepper | None = None) -> DecoderState:
         """The state before the first step. A copy-attention decoder needs ``src_map (B, S)``,
-        the source tokens' ids in the extended vocabulary (``rnnseq.data.extended``)."""
+        the source tokens' ids in the extended vocabulary (``rnnseq.data.extended``).
+        Decoding steps with ``stepper`` (one that inference prepared once for many batches,
+        :meth:`inference_stepper`), or one made here for this batch."""
         ext_size = 0
         if self.copy:
             if src_map is None:
@@ -188,8 +189,10 @@ class Decoder(nn.Module):
         hidden, keys = self.begin(enc)
         batch = enc.memory.shape[0]
         feed = enc.memory.new_zeros(batch, self.hidden_size) if self.input_feeding else None
-        stepper = (None if self.training
-                   else self.inference_stepper(autocast_dtype(enc.memory.device.type)))
+        if self.training:
+            stepper = None
+        elif stepper is None:
+            stepper = self.inference_stepper(autocast_dtype(enc.memory.device.type))
         return DecoderState(hidden, feed, enc.memory, keys, enc.mask, stepper, src_map, ext_size,
                             coverage)
 
@@ -200,15 +203,24 @@ class Decoder(nn.Module):
         keys = self.attention.keys(enc.memory) if self.attention is not None else None
         return hidden, keys
 
-    def inference_stepper(self, dtype: torch.dtype | None = None) -> Stepper:
+    def inference_stepper(self, dtype: torch.dtype | None = None,
+                          pack: Callable[..., Any] | None = None) -> Stepper:
         """``DecoderState.stepper`` for decoding: one multiply per layer and step over
-        ``[input; h]``, with the weights concatenated once (cast to ``dtype``, or those inference
-        prepared: ``prepared_step_weights``); oneDNN's fused LSTM is slow for one step."""
+        ``[input; h]``, with the weights concatenated once (oneDNN's fused LSTM is slow for one
+        step) and cast to ``dtype``. ``pack(W, b=None)`` (from inference, e.g. MKL's packed
+        fp32 or int8 matrices) turns each matrix the step multiplies by into a callable
+        ``x -> x @ W.T (+ b)``: the RNN's, and the combination and output layers' while they
+        are plain ``nn.Linear`` modules."""
         stepped = SteppedRNN(self.rnn, 0)
-        weights = self.prepared_step_weights
-        if weights is None:
-            weights = stepped.weights(dtype=dtype)
-        return Stepper(stepped, stepped.precompute(self.embedding.weight.new_zeros(1, 0)), weights)
+        weights = stepped.weights(dtype=dtype, pack=pack)
+        combine = out = None
+        if pack is not None:
+            if isinstance(self.combine, nn.Linear):
+                combine = pack(self.combine.weight)
+            if isinstance(self.out, nn.Linear):
+                out = pack(self.out.weight, self.out.bias)
+        return Stepper(stepped, stepped.precompute(self.embedding.weight.new_zeros(1, 0)), weights,
+                       combine, out)
 
     # -- one step ---------------------------------------------------------------------------
     def _attend(self, query, state: DecoderState, coverage):
@@ -231,14 +243,15 @@ class Decoder(nn.Module):
         extra = torch.cat(parts, dim=-1) if len(parts) > 1 else (parts[0] if parts else None)
         return extra, context, weights
 
-    def _output(self, h, context, weights, coverage, state: DecoderState):
+    def _output(self, h, context, weights, coverage, state: DecoderState, combine=None):
         """RNN output ``h (B, H)`` -> attentional vector ``o (B, H)``, weights ``(B, S)`` and
-        context ``(B, Hm)``."""
+        context ``(B, Hm)``; ``combine`` replaces the combination layer (a prepared one)."""
         if self.attention is None:
             return h, None, None
         if not self.bahdanau:
             context, weights = self._attend(h, state, coverage)
-        return torch.tanh(self.combine(torch.cat([h, context], dim=-1))), weights, context
+        combine = combine or self.combine
+        return torch.tanh(combine(torch.cat([h, context], dim=-1))), weights, context
 
     def _gate(self, context, h, emb) -> torch.Tensor:
         """``p_gen`` from context, top hidden state and input embedding (``(..., )``)."""
@@ -256,22 +269,26 @@ class Decoder(nn.Module):
         extra, context, weights = self._extra_input(state.hidden, state.feed, state.coverage,
                                                     state)
         x = emb if extra is None else torch.cat([emb, extra], dim=-1)
-        if state.stepper is not None:
-            h, hidden = state.stepper.step(x, state.hidden)
+        stepper = state.stepper
+        if stepper is not None:
+            h, hidden = stepper.step(x, state.hidden)
         else:
             h, hidden = self.rnn(x[:, None, :], state.hidden)
             h = h[:, 0]
-        o, weights, context = self._output(h, context, weights, state.coverage, state)
+        o, weights, context = self._output(h, context, weights, state.coverage, state,
+                                           stepper and stepper.combine)
         coverage = None if state.coverage is None else state.coverage + weights.float()
         new = DecoderState(hidden, o if self.input_feeding else None, state.memory, state.keys,
                            state.mask, state.stepper, state.src_map, state.ext_size, coverage)
-        return self._next_log_probs(o, weights, context, h, emb, state), new, weights
+        out = stepper and stepper.out
+        return self._next_log_probs(o, weights, context, h, emb, state, out), new, weights
 
-    def _next_log_probs(self, o, weights, context, h, emb, state: DecoderState) -> torch.Tensor:
+    def _next_log_probs(self, o, weights, context, h, emb, state: DecoderState,
+                        out=None) -> torch.Tensor:
         """A step's output distribution ``(B, V)`` (``(B, ext_size)`` with copy attention) from
         its attentional vector ``o``, attention, context, top hidden state and input
-        embedding."""
-        logits = self.out(o)
+        embedding; ``out`` replaces the output layer (a prepared one)."""
+        logits = (out or self.out)(o)
         if self.copy:
             return mixed_log_probs(logits, weights, self._gate(context, h, emb), state.src_map,
                                    state.ext_size, floor=False)

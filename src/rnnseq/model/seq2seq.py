@@ -7,6 +7,7 @@ from torch import nn
 
 from ..config import Config
 from ..data.vocab import PAD_ID
+from .cells import Stepper
 from .decoder import Decoder, DecoderState
 from .encoder import Encoder, EncoderOutput
 from .rnn import DropoutRates
@@ -49,8 +50,9 @@ class Seq2Seq(nn.Module):
     def encode(self, src: torch.Tensor, src_lengths: torch.Tensor) -> EncoderOutput:
         return self.encoder(src, src_lengths)
 
-    def init_state(self, enc: EncoderOutput, src_map: torch.Tensor | None = None) -> DecoderState:
-        return self.decoder.init_state(enc, src_map)
+    def init_state(self, enc: EncoderOutput, src_map: torch.Tensor | None = None,
+                   stepper: Stepper | None = None) -> DecoderState:
+        return self.decoder.init_state(enc, src_map, stepper)
 
     def forward(
         self, src: torch.Tensor, src_lengths: torch.Tensor, tgt_in: torch.Tensor,
