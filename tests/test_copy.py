@@ -249,7 +249,7 @@ def test_copy_attention_reproduces_names_never_seen_in_training(tmp_path, copy):
                                                    ("gru", "bahdanau", None),
                                                    ("lstm", "luong_concat", False)])
 def test_int8_and_bf16_decoding_follow_fp32(cell, attention, feed):
-    from rnnseq.inference.quantize import quantize_int8
+    from rnnseq.inference.quantize import int8_stepper, quantize_int8
     from rnnseq.precision import autocast
 
     model = model_of(cell, attention, feed, "copy+coverage", seed=7, hidden_size=32,
@@ -257,18 +257,19 @@ def test_int8_and_bf16_decoding_follow_fp32(cell, attention, feed):
     with torch.no_grad():
         model.decoder.copy_gate.bias.fill_(-1.0)  # copying and generating both matter
 
-    def steps(m, precision="fp32"):
+    def steps(m, precision="fp32", stepper=None):
         b = batch()
         out = []
         with torch.no_grad(), autocast(torch.device("cpu"), precision):
-            state = m.init_state(m.encode(b.src, b.src_lengths), b.src_map)
+            state = m.init_state(m.encode(b.src, b.src_lengths), b.src_map, stepper)
             for t in range(b.tgt_in.shape[1]):
                 lp, state, _ = m.decoder.step(b.tgt_in[:, t], state)
                 out.append(lp)
         return torch.stack(out)
 
     ref = steps(model)
-    for got in (steps(quantize_int8(model)), steps(model, "bf16")):
+    for got in (steps(quantize_int8(model), stepper=int8_stepper(model)),
+                steps(model, "bf16")):
         real = torch.isfinite(ref)
         assert torch.equal(real, torch.isfinite(got))
         assert (got[real] - ref[real]).exp().sub(1).abs().max() < 0.1

@@ -57,8 +57,8 @@ class TorchBackend:
             if precision != "fp32":
                 raise UsageError(f"--quantize {quantize} computes in int8 and fp32; drop "
                                  f"--precision {precision} or the quantization")
+            self.steppers = [int8_stepper(b.model.cpu()) for b in bundles]
             self.models = [quantize_int8(b.model) for b in bundles]
-            self.steppers = [int8_stepper(m) for m in self.models]
         else:
             self.models = [b.model.to(self.device).eval() for b in bundles]
             self.steppers = [_stepper(m, self.device, precision) for m in self.models]
