@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..precision import autocast_dtype
+from .dropout import dropout
 from .rnn import State
 
 
@@ -140,7 +141,7 @@ class SteppedRNN:
             new_h.append(out)
             x = out
             if training and self.rnn.dropout and layer < self.layers - 1:
-                x = F.dropout(x, self.rnn.dropout, training=True)
+                x = dropout(x, self.rnn.dropout)
         h_stack = torch.stack(new_h)
         if self.mode == "LSTM":
             return new_h[-1], (h_stack, torch.stack(new_c))

@@ -31,6 +31,7 @@ from ..precision import autocast_dtype
 from .attention import make_attention
 from .cells import SteppedRNN, Stepper
 from .copy import mixed_log_probs
+from .dropout import Dropout
 from .encoder import EncoderOutput
 from .rnn import DropoutRates, State, make_rnn, map_state, top_hidden
 
@@ -162,8 +163,8 @@ class Decoder(nn.Module):
             if self.attention is not None else None
         )
         self.bridge = Bridge(bridge, memory_size, hidden_size, cell == "lstm")
-        self.embedding_dropout = nn.Dropout(dropout.embedding)
-        self.output_dropout = nn.Dropout(dropout.output)
+        self.embedding_dropout = Dropout(dropout.embedding)
+        self.output_dropout = Dropout(dropout.output)
         self.out = nn.Linear(hidden_size, embedding.num_embeddings)
         if tie_embeddings:
             self.out.weight = embedding.weight

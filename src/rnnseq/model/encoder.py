@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from .dropout import Dropout, dropout
 from .rnn import DropoutRates, State, make_rnn, map_state
 
 # Training steps the encoder itself (masked_recurrence) from this many source tokens, when the
@@ -65,8 +66,8 @@ class Encoder(nn.Module):
         self.layers = layers
         self.output_size = hidden_size
         per_dir = hidden_size // 2 if bidirectional else hidden_size
-        self.embedding_dropout = nn.Dropout(dropout.embedding)
-        self.output_dropout = nn.Dropout(dropout.output)
+        self.embedding_dropout = Dropout(dropout.embedding)
+        self.output_dropout = Dropout(dropout.output)
         self.rnn = make_rnn(cell, embedding.embedding_dim, per_dir, layers, dropout.rnn,
                             bidirectional)
 
@@ -146,7 +147,7 @@ def masked_recurrence(rnn: nn.RNNBase, x: torch.Tensor, lengths: torch.Tensor,
         out = torch.stack(outputs, dim=2)  # (dirs, B, T, H)
         x = out[0] if dirs == 1 else torch.cat([out[0], reverse(out[1])], dim=-1)
         if rnn.dropout and rnn.training and layer < rnn.num_layers - 1:
-            x = F.dropout(x, rnn.dropout, training=True)
+            x = dropout(x, rnn.dropout)
         finals_h.append(h)
         if c is not None:
             finals_c.append(c)
