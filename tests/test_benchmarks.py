@@ -155,3 +155,24 @@ def test_time_to_bleu_times_checkpoints_from_their_files(tmp_path):
         [(200, 40.0), (400, 90.0)]
     assert [(s, t) for s, t, _ in timed_checkpoints(tmp_path, r"model_step_(\d+)\.pt", start)] \
         == [(200, 30.0)]
+
+
+def test_train_profile_times_each_kind_of_multiply_alone():
+    import torch
+    from train_profile import alone
+
+    for op, shapes in [("aten::mm", [[8, 4], [4, 3]]), ("aten::addmm", [[3], [8, 4], [4, 3]]),
+                       ("aten::bmm", [[2, 8, 4], [2, 4, 3]])]:
+        for dtype in (torch.float32, torch.bfloat16):
+            seconds = alone(op, shapes, dtype, rounds=2)
+            assert 0 < seconds < 1
+
+
+def test_decode_profile_ceiling_takes_the_faster_form():
+    from decode_profile import ceiling
+
+    from tests.conftest import tiny_model
+
+    rates = ceiling(tiny_model(hidden_size=16, embedding_size=8).decoder, 4, rounds=2)
+    assert set(rates) == {"recurrent step, layer 1", "output layer"}
+    assert all(r > 0 for r in rates.values())
