@@ -49,25 +49,33 @@ def build_config(preset: str, data: Path, out: Path, **train):
 
 
 # -- child processes -------------------------------------------------------------------------
-def child_train(args) -> dict:
+def trainer_and_batches(preset: str, data: Path, work: Path, precision: str, **model):
+    """A trainer of ``preset`` (model fields overridden by ``model``) ready to step, and its
+    training batches in a fixed shuffled order."""
     import torch
 
     from rnnseq.data.batching import make_batches
     from rnnseq.training.trainer import Trainer
 
-    phase = args.phase
-    precision = "bf16" if phase.endswith("bf16") else "fp32"
-    model_override = {"input_feeding": False} if "nofeed" in phase else {}
-    config = build_config(args.preset, Path(args.data), Path(args.work) / "scratch",
-                          precision=precision)
-    for key, value in model_override.items():
+    config = build_config(preset, data, work / "scratch", precision=precision)
+    for key, value in model.items():
         setattr(config.model, key, value)
     torch.set_num_threads(config.train.threads or 2)
     trainer = Trainer(config)
     trainer._prepare()
-    data = trainer.train_data
-    batches = make_batches([len(s) for s in data.src], [len(s) for s in data.tgt],
+    d = trainer.train_data
+    batches = make_batches([len(s) for s in d.src], [len(s) for s in d.tgt],
                            config.train.batch_size, config.train.batch_type, shuffle=True, seed=1)
+    return trainer, batches
+
+
+def child_train(args) -> dict:
+    phase = args.phase
+    precision = "bf16" if phase.endswith("bf16") else "fp32"
+    model_override = {"input_feeding": False} if "nofeed" in phase else {}
+    trainer, batches = trainer_and_batches(args.preset, Path(args.data), Path(args.work),
+                                           precision, **model_override)
+    data = trainer.train_data
     for index in batches[: args.warmup]:
         trainer._train_step(index)
     timed = batches[args.warmup : args.warmup + args.train_steps]

@@ -35,7 +35,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from multi30k import available, prepare  # noqa: E402
-from speed import build_config  # noqa: E402
+from speed import trainer_and_batches  # noqa: E402
 
 GEMMS = ("aten::mm", "aten::addmm", "aten::bmm")
 KINDS = {
@@ -52,22 +52,6 @@ POINTWISE = ("sigmoid", "tanh", "mul", "add", "sub", "div", "masked_fill", "wher
              "sum", "_to_copy")
 NAMES = ["matrix multiply", "encoder RNN (fused)", "optimizer", "dropout draws", "softmax",
          "concatenation", "pointwise"]
-
-
-def trainer_and_batches(precision: str):
-    from rnnseq.data.batching import make_batches
-    from rnnseq.training.trainer import Trainer
-
-    data = prepare(HERE / "results" / "multi30k")
-    config = build_config("multi30k-word-lstm", data, HERE / "results" / "scratch",
-                          precision=precision)
-    torch.set_num_threads(config.train.threads or 2)
-    trainer = Trainer(config)
-    trainer._prepare()
-    d = trainer.train_data
-    batches = make_batches([len(s) for s in d.src], [len(s) for s in d.tgt],
-                           config.train.batch_size, config.train.batch_type, shuffle=True, seed=1)
-    return trainer, batches
 
 
 def alone(op: str, shapes: list, dtype: torch.dtype, rounds: int = 5) -> float:
@@ -100,7 +84,9 @@ def main() -> None:
         sys.exit("needs ../shared/data/multi30k")
     from torch.profiler import profile
 
-    trainer, batches = trainer_and_batches(args.precision)
+    data = prepare(HERE / "results" / "multi30k")
+    trainer, batches = trainer_and_batches("multi30k-word-lstm", data, HERE / "results",
+                                           args.precision)
     for index in batches[: args.warmup]:
         trainer._train_step(index)
     timed = batches[args.warmup : args.warmup + args.steps]
