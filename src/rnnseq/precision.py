@@ -9,11 +9,16 @@ import torch
 from .config import PRECISIONS  # noqa: F401 - the names precision switches accept
 
 
+def precision_dtype(precision: str) -> torch.dtype | None:
+    """The dtype ``precision`` computes in under autocast; None for fp32 (no autocast)."""
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
 def autocast(device: torch.device, precision: str):
     """Autocast context for ``precision``; a no-op for fp32."""
-    if precision == "fp32":
+    dtype = precision_dtype(precision)
+    if dtype is None:
         return contextlib.nullcontext()
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return torch.autocast(device.type, dtype=dtype)
 
 

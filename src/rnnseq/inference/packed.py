@@ -4,10 +4,11 @@ A decoding step multiplies the same few matrices (the RNN's step matrices, the c
 layer, the output layer) by a small batch, step after step. MKL can reorder a matrix once
 into the layout its kernels read (``cblas_sgemm_pack``); the multiply then skips that work at
 every call. On a 2-core Xeon, ``(64, 512) @ (512, 5928)`` takes 1.23 ms packed against
-1.70 ms, ``(30, 512) @ (512, 5928)`` 0.69 against 1.27 ms (``benchmarks/README.md``,
-"Packed fp32 matrices"). From a batch of about 30 rows up the results are bit-identical to
-``F.linear``; below, the summation order may differ in the last bits. The packed copy takes
-about 1.8 times the matrix's memory; the original stays in place (other shapes fall back to it).
+1.70 ms, ``(30, 512) @ (512, 5928)`` 0.69 against 1.27 ms (``benchmarks/README.md``, "What
+each optimisation did", round 2). From a batch of about 30 rows up the results are
+bit-identical to ``F.linear``; below, the summation order may differ in the last bits. The
+packed copy takes about 1.8 times the matrix's memory; the original stays in place (other
+shapes fall back to it).
 
 The model never imports this: :meth:`rnnseq.model.decoder.Decoder.inference_stepper` takes
 :class:`MklMatrix` as its ``pack``.
@@ -15,10 +16,13 @@ The model never imports this: :meth:`rnnseq.model.decoder.Decoder.inference_step
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 
 
+@functools.cache
 def mkl_packing_available() -> bool:
     """Whether this PyTorch build can pack fp32 matrices for MKL (x86 builds with MKL)."""
     if not (torch.backends.mkl.is_available() and hasattr(torch.ops.mkl, "_mkl_linear")):

@@ -12,8 +12,8 @@ layer) are :class:`Int8Matrix`: on CPUs with VNNI or AMX int8 instructions they 
 oneDNN's int8 matmul (``onednn::qlinear_pointwise``, the kernel behind PyTorch's x86 int8
 inference), with the activations quantized here, one scale per call; elsewhere through
 FBGEMM's dynamic linear. On a 2-core Xeon with AMX, oneDNN's multiply is 1.4-2.1x faster than
-FBGEMM's (benchmarks/README.md, "int8 decoding"). Without VNNI, u8 x s8 products may saturate
-in oneDNN's kernels, which is why those CPUs keep FBGEMM.
+FBGEMM's (benchmarks/README.md, "What each optimisation did", round 2). Without VNNI, u8 x s8
+products may saturate in oneDNN's kernels, which is why those CPUs keep FBGEMM.
 
 The rest uses PyTorch's quantized-tensor API (``quantize_dynamic``), which PyTorch marks as
 deprecated (still present in 2.13); this module is the only place that uses it.

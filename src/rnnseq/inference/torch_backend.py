@@ -18,7 +18,7 @@ from ..data.batching import collate, pad
 from ..data.vocab import EOS_ID, PAD_ID, UNK_ID
 from ..errors import UsageError
 from ..modeldir import ModelBundle
-from ..precision import PRECISIONS, autocast
+from ..precision import PRECISIONS, autocast, precision_dtype
 from .ensemble import EnsembleDecoder, EnsembleState
 from .sampling import Sampler, Sampling
 from .search import SearchState, StepDecoder
@@ -132,8 +132,7 @@ def _stepper(model: torch.nn.Module, device: torch.device, precision: str):
     with torch.no_grad():
         if device.type == "cpu" and precision == "fp32" and mkl_packing_available():
             return model.decoder.inference_stepper(pack=MklMatrix)
-        dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
-        return model.decoder.inference_stepper(dtype)
+        return model.decoder.inference_stepper(precision_dtype(precision))
 
 
 def _mix_gold(per_member: list[torch.Tensor], gold: torch.Tensor, mixture: str) -> torch.Tensor:

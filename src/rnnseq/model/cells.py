@@ -76,8 +76,8 @@ class SteppedRNN:
 
         ``dtype`` casts the matrices once (for autocast decoding, which would otherwise cast
         them at every step); ``pack`` turns each into another form, called as ``w(x)`` for
-        ``x @ W.T`` (decoding: ``rnnseq.inference.prepare`` passes MKL's packed fp32 or int8
-        matrices; the model never imports them).
+        ``x @ W.T`` (decoding: the torch backend passes ``rnnseq.inference.packed.MklMatrix`` or
+        ``rnnseq.inference.quantize.Int8Matrix``; the model never imports them).
         ``defer_grad`` (training) wraps each matrix in a :class:`StepWeight`: cast once per
         forward pass under autocast, and its gradient computed in one multiply over all steps.
         """
