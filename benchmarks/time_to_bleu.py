@@ -1,17 +1,22 @@
-"""Dev BLEU against wall-clock training time: rnnseq fp32, rnnseq bf16 and OpenNMT-py on the
-preset, on this machine, one run each — the figure a user choosing a toolkit wants.
+"""Dev BLEU against wall-clock training time: rnnseq fp32, rnnseq bf16, OpenNMT-py and (when
+asked) JoeyNMT on the preset, on this machine, one run each — the figure a user choosing a
+toolkit wants.
 
-    bash benchmarks/peers/setup.sh                          # once: OpenNMT-py's virtualenv
+    bash benchmarks/peers/setup.sh                          # once: the peers' virtualenvs
     .venv/bin/python benchmarks/time_to_bleu.py --minutes 12 --every 200
+    .venv/bin/python benchmarks/time_to_bleu.py --systems rnnseq-fp32,rnnseq-bf16,onmt,joey
 
 Each system trains the preset (`multi30k-word-lstm`, the peers' recorded config) for
 ``--minutes`` of wall time, one after the other, keeping a checkpoint every ``--every`` steps
-with the time it was written (from the start of the training process: start-up, vocabulary
-and data loading count, as they do for a user). Neither validates while training, so the time
-is training and checkpoint writing. Afterwards every
-checkpoint decodes Multi30k's dev set (greedy, batches of 64) and is scored with sacreBLEU
-(``tokenize="none"``: the text is already tokenized). Writes ``results/time_to_bleu.csv`` and
-``results/time_to_bleu.png``; ``--publish`` copies the picture to ``benchmarks/``.
+(JoeyNMT, about a third as fast per step: every ``--joey-every``) with the time it was written
+(from the start of the training process: start-up, vocabulary and data loading count, as they
+do for a user). rnnseq and OpenNMT-py do not validate while training, so their time is
+training and checkpoint writing. JoeyNMT writes a checkpoint only after validating, so it
+validates on one dev sentence, greedy, and the generation and scoring time it logs is taken
+off its clock. Afterwards every checkpoint decodes Multi30k's dev set (greedy, batches of 64)
+and is scored with sacreBLEU (``tokenize="none"``: the text is already tokenized). Writes
+``results/time_to_bleu.csv`` and ``results/time_to_bleu.png``; ``--publish`` copies the picture
+to ``benchmarks/``.
 """
 
 from __future__ import annotations
@@ -34,8 +39,10 @@ sys.path.insert(0, str(HERE))
 import compare  # noqa: E402
 import speed  # noqa: E402
 
-SYSTEMS = {"rnnseq-fp32": "rnnseq fp32", "rnnseq-bf16": "rnnseq bf16", "onmt": "OpenNMT-py"}
-ONMT_ENV = {"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}  # its own checkpoints are pickles
+SYSTEMS = {"rnnseq-fp32": "rnnseq fp32", "rnnseq-bf16": "rnnseq bf16", "onmt": "OpenNMT-py",
+           "joey": "JoeyNMT"}
+DEFAULT_SYSTEMS = "rnnseq-fp32,rnnseq-bf16,onmt"  # JoeyNMT when asked: 10 minutes more
+PEER_ENV = {"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}  # OpenNMT-py's checkpoints are pickles
 
 
 def timed_checkpoints(directory: Path, pattern: str, start: float) -> list[tuple[int, float, Path]]:
@@ -72,16 +79,59 @@ def train_onmt(bench, minutes: float, every: int) -> list[tuple[int, float, Path
     cfg = compare.onmt_config(bench.work, 10 ** 6, 50, every, "time")
     cfg["valid_steps"] = 10 ** 7
     path = bench.write_yaml("onmt-time.yaml", cfg)
-    start = time.time()
-    proc = subprocess.Popen([bench.bin("onmt", "onmt_train"), "-config", str(path)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "OMP_NUM_THREADS": "2", **ONMT_ENV})
-    try:
-        proc.wait(timeout=minutes * 60)
-    except subprocess.TimeoutExpired:
-        proc.terminate()
-        proc.wait()
+    start = run_for([bench.bin("onmt", "onmt_train"), "-config", str(path)], minutes,
+                    bench.work / "logs" / "onmt-time.log")
     return timed_checkpoints(out, r"model_step_(\d+)\.pt", start)
+
+
+def run_for(cmd: list[str], minutes: float, log: Path) -> float:
+    """Runs ``cmd`` (2 threads, its output to ``log``) until it exits or ``minutes`` pass;
+    returns its start time. A run that fails before its time is up raises, naming the log."""
+    start = time.time()
+    with open(log, "w", encoding="utf-8") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
+                                env={**os.environ, "OMP_NUM_THREADS": "2", **PEER_ENV})
+        try:
+            proc.wait(timeout=minutes * 60)
+        except subprocess.TimeoutExpired:
+            proc.terminate()
+            proc.wait()
+            return start
+    if proc.returncode != 0:
+        raise RuntimeError(f"{cmd[0]} failed (exit {proc.returncode}); see {log}")
+    return start
+
+
+_JOEY_VALIDATION = re.compile(r"Generation took ([\d.]+)\[sec\]|Evaluation result .*?"
+                              r"([\d.]+)\[sec\]|Checkpoint saved in .*?/(\d+)\.ckpt")
+
+
+def joey_validation_seconds(log: str) -> dict[int, float]:
+    """Step -> seconds JoeyNMT spent validating (generation and scoring, as it logs them)
+    before that step's checkpoint was written, counted from the start of training."""
+    total, before = 0.0, {}
+    for m in _JOEY_VALIDATION.finditer(log):
+        if m[3] is not None:
+            before[int(m[3])] = total
+        else:
+            total += float(m[1] or m[2])
+    return before
+
+
+def train_joey(bench, minutes: float, every: int) -> list[tuple[int, float, Path]]:
+    out = bench.work / "joey" / "time"
+    shutil.rmtree(out, ignore_errors=True)
+    cfg = compare.joey_config(bench.work, 10 ** 6, min(50, every // 2), "time", beam=1)
+    cfg["data"]["sample_dev_subset"] = 1  # its validation only has to write the checkpoint
+    cfg["training"].update(validation_freq=every, keep_best_ckpts=-1, print_valid_sents=[])
+    path = bench.write_yaml("joey-time.yaml", cfg)
+    log = bench.work / "logs" / "joey-time.log"
+    start = run_for([bench.bin("joey", "python"), "-m", "joeynmt", "train", str(path),
+                     "--skip-test"], minutes, log)
+    validating = joey_validation_seconds(log.read_text(encoding="utf-8"))
+    return [(step, seconds - validating[step], ckpt)  # a file not logged as saved may be cut
+            for step, seconds, ckpt in timed_checkpoints(out, r"(\d+)\.ckpt", start)
+            if step in validating]
 
 
 def dev_bleu(system: str, checkpoint: Path, bench, refs: list[str]) -> float:
@@ -94,8 +144,16 @@ def dev_bleu(system: str, checkpoint: Path, bench, refs: list[str]) -> float:
                         "-src", str(src), "-output", str(hyp), "-beam_size", "1",
                         "-batch_size", "64", "-gpu", "-1"], check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                       env={**os.environ, **ONMT_ENV})
+                       env={**os.environ, **PEER_ENV})
         hyps = hyp.read_text(encoding="utf-8").splitlines()
+    elif system == "joey":
+        cfg = bench.write_yaml("joey-time-decode.yaml", compare.joey_config(
+            bench.work, 1, 1, "time", beam=1, load_model=str(checkpoint)))
+        with open(src, encoding="utf-8") as stdin:
+            done = subprocess.run([bench.bin("joey", "python"), "-m", "joeynmt", "translate",
+                                   str(cfg)], stdin=stdin, capture_output=True, text=True,
+                                  check=True)
+        hyps = done.stdout.splitlines()
     else:
         from rnnseq.inference.translator import load
 
@@ -129,7 +187,10 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=12.0)
     parser.add_argument("--every", type=int, default=200, help="steps between checkpoints")
-    parser.add_argument("--systems", default=",".join(SYSTEMS))
+    parser.add_argument("--joey-every", type=int, default=100,
+                        help="steps between JoeyNMT's checkpoints")
+    parser.add_argument("--systems", default=DEFAULT_SYSTEMS,
+                        help=f"a comma-separated list of {', '.join(SYSTEMS)}")
     parser.add_argument("--work", default=str(HERE / "results" / "peers" / "work"))
     parser.add_argument("--peers", default=str(HERE / "results" / "peers"))
     parser.add_argument("--publish", action="store_true", help="copy the picture to benchmarks/")
@@ -138,18 +199,26 @@ def main() -> None:
     unknown = [s for s in systems if s not in SYSTEMS]
     if unknown:
         parser.error(f"--systems: unknown {unknown[0]!r}; choose from {', '.join(SYSTEMS)}")
+    if args.every < 1 or args.joey_every < 2:
+        parser.error("--every must be at least 1 and --joey-every at least 2 (JoeyNMT logs "
+                     "more often than it validates)")
     bench = compare.Bench(argparse.Namespace(work=args.work, peers=args.peers,
                                              decode_train_steps=1300))
-    bench.prepare(["onmt"] if "onmt" in systems else [], [])
+    bench.prepare([s for s in systems if s in ("onmt", "joey")], [])
     refs = (bench.data / "val.en").read_text(encoding="utf-8").splitlines()
     rows = []
     for system in systems:
         print(f"training {SYSTEMS[system]} for {args.minutes:g} minutes...", flush=True)
         if system == "onmt":
             checkpoints = train_onmt(bench, args.minutes, args.every)
+        elif system == "joey":
+            checkpoints = train_joey(bench, args.minutes, args.joey_every)
         else:
             checkpoints = train_rnnseq(bench.work / "time", bench.data, system.split("-")[1],
                                        args.minutes, args.every)
+        if not checkpoints:
+            raise SystemExit(f"{SYSTEMS[system]} wrote no checkpoint in {args.minutes:g} "
+                             "minutes: give it more --minutes or a smaller --every")
         for step, seconds, path in checkpoints:
             score = dev_bleu(system, path, bench, refs)
             rows.append({"system": system, "step": step, "seconds": round(seconds, 1),

@@ -157,6 +157,26 @@ def test_time_to_bleu_times_checkpoints_from_their_files(tmp_path):
         == [(200, 30.0)]
 
 
+def test_time_to_bleu_takes_joeynmt_validation_off_its_clock():
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks" / "peers"))
+    from time_to_bleu import joey_validation_seconds
+
+    log = """\
+2026-11-30 12:00:01,000 - INFO - joeynmt.training - Epoch   1, Step:      100, Tokens per Sec: 1011
+2026-11-30 12:00:02,000 - INFO - joeynmt.prediction - Generation took 0.2500[sec].
+2026-11-30 12:00:02,100 - INFO - joeynmt.prediction - Evaluation result (greedy): bleu:  12.50, \
+loss:  40.10, ppl:  30.00, acc:   0.20, 0.0500[sec]
+2026-11-30 12:00:02,300 - INFO - joeynmt.training - Checkpoint saved in /w/joey/time/100.ckpt.
+2026-11-30 12:01:02,000 - INFO - joeynmt.prediction - Generation took 0.5000[sec].
+2026-11-30 12:01:02,100 - INFO - joeynmt.prediction - Evaluation result (greedy): bleu:  20.00, \
+loss:  30.00, ppl:  20.00, acc:   0.30, 0.2000[sec]
+2026-11-30 12:01:02,300 - INFO - joeynmt.training - Checkpoint saved in /w/joey/time/200.ckpt.
+"""
+    seconds = joey_validation_seconds(log)
+    assert seconds.keys() == {100, 200}
+    assert abs(seconds[100] - 0.3) < 1e-9 and abs(seconds[200] - 1.0) < 1e-9
+
+
 def test_train_profile_times_each_kind_of_multiply_alone():
     import torch
     from train_profile import alone
