@@ -9,7 +9,8 @@ Layout of a training output directory::
 
 Tensors (optimizer moments, torch RNG states) go to ``trainer_state.safetensors``; everything
 else (counters, schedule and early-stopping state, python/numpy RNG states, the data position)
-to ``trainer_state.json``.
+to ``trainer_state.json``. :func:`check_resume_config` says which config changes a resumed run
+accepts.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..config import ADDABLE_SETTINGS, Config, ConfigError, model_settings
 from ..errors import OutputError
 from ..faults import fault_point
 from ..fileio import atomic_symlink, atomic_write_bytes, atomic_write_text
@@ -174,3 +176,28 @@ def restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict, state: di
         saved["state"] = {kept[i]: value for i, value in saved["state"].items()}
         saved["param_groups"][0]["params"] = list(range(count))
     optimizer.load_state_dict(saved)
+
+
+def check_resume_config(saved: Config, new: Config, source: str) -> list[str]:
+    """Refuse changes that break a resumed run (:func:`model_settings`: they would change the
+    model or its vocabulary), except for switching on one of :data:`ADDABLE_SETTINGS`; return
+    the accepted changes (for the log)."""
+    changes = []
+    defining, new_defining = model_settings(saved), model_settings(new)
+    for section in ("data", "model", "train", "decode"):
+        old_s, new_s = saved.to_dict()[section], new.to_dict()[section]
+        for key, old in old_s.items():
+            if new_s[key] == old:
+                continue
+            dotted = f"{section}.{key}"
+            if dotted in ADDABLE_SETTINGS and new_s[key] == ADDABLE_SETTINGS[dotted]:
+                changes.append(f"{dotted}: {old!r} -> {new_s[key]!r} (new parameters added)")
+                continue
+            if dotted in defining and new_defining[dotted] != defining[dotted]:
+                raise ConfigError(
+                    f"{source}: cannot resume with {dotted} changed ({old!r} -> {new_s[key]!r}): "
+                    "it changes the model or its vocabulary. Start a new run in another "
+                    "train.out_dir instead."
+                )
+            changes.append(f"{dotted}: {old!r} -> {new_s[key]!r}")
+    return changes

@@ -15,29 +15,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import ADDABLE_SETTINGS, Config, ConfigError, model_settings
+from ..config import Config, ConfigError, model_settings
 from ..data.batching import make_batches
-from ..data.dataset import (
-    Dataset,
-    TokenizedCorpus,
-    Vocabulary,
-    build_tokenizers,
-    encode_corpus,
-    load_training_data,
-    tokenize_corpus,
-    vocabulary_from_tokens,
-)
-from ..data.tasks import (
-    Task,
-    TaskSampler,
-    encode_tasks,
-    load_tasks,
-    merge_tokens,
-    merged,
-    tokenize_tagged,
-)
-from ..data.tokenizers import load_tokenizer
-from ..data.vocab import Vocab
+from ..data.dataset import Dataset
 from ..errors import OutputError, TrainingError
 from ..faults import fault_point
 from ..inference.translator import Translator
@@ -45,7 +25,14 @@ from ..metrics import is_better, score
 from ..model.seq2seq import Seq2Seq
 from ..modeldir import ModelBundle, load_config, load_weights
 from ..precision import autocast
-from .checkpoint import load_trainer_state, restore_optimizer, save_checkpoint, set_rng_state
+from .checkpoint import (
+    check_resume_config,
+    load_trainer_state,
+    restore_optimizer,
+    save_checkpoint,
+    set_rng_state,
+)
+from .data_setup import prepare_data
 from .distributed import Distributed
 from .loss import sequence_loss, word_dropout
 from .schedule import Schedule
@@ -102,31 +89,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def check_resume_config(saved: Config, new: Config, source: str) -> list[str]:
-    """Refuse changes that break a resumed run (:func:`model_settings`: they would change the
-    model or its vocabulary), except for switching on one of :data:`ADDABLE_SETTINGS`; return
-    the accepted changes (for the log)."""
-    changes = []
-    defining, new_defining = model_settings(saved), model_settings(new)
-    for section in ("data", "model", "train", "decode"):
-        old_s, new_s = saved.to_dict()[section], new.to_dict()[section]
-        for key, old in old_s.items():
-            if new_s[key] == old:
-                continue
-            dotted = f"{section}.{key}"
-            if dotted in ADDABLE_SETTINGS and new_s[key] == ADDABLE_SETTINGS[dotted]:
-                changes.append(f"{dotted}: {old!r} -> {new_s[key]!r} (new parameters added)")
-                continue
-            if dotted in defining and new_defining[dotted] != defining[dotted]:
-                raise ConfigError(
-                    f"{source}: cannot resume with {dotted} changed ({old!r} -> {new_s[key]!r}): "
-                    "it changes the model or its vocabulary. Start a new run in another "
-                    "train.out_dir instead."
-                )
-            changes.append(f"{dotted}: {old!r} -> {new_s[key]!r}")
-    return changes
-
-
 class Trainer:
     """Trains one model as configured. ``Trainer(config).train()`` runs to the end."""
 
@@ -164,39 +126,9 @@ class Trainer:
                 "to continue it, or set train.out_dir to another directory"
             )
         seed_everything(t.seed)
-        d = cfg.data
-        tasks = load_tasks(d) if d.tasks else None
-        if tasks:
-            train_corpus, valid_corpus = merged([task.train for task in tasks]), None
-        else:
-            train_corpus, valid_corpus = load_training_data(d)
-
-        def tokenized(src_tok, tgt_tok) -> list[TokenizedCorpus]:
-            if tasks:  # each task's sources behind its tag
-                return [tokenize_tagged(task.train, src_tok, tgt_tok, task.tag)
-                        for task in tasks]
-            return [tokenize_corpus(train_corpus, src_tok, tgt_tok)]
-
-        if self.resume:
-            self.vocab = Vocabulary(
-                load_tokenizer(d, last, "src"), load_tokenizer(d, last, "tgt"),
-                Vocab.load(last / "src_vocab.json"), Vocab.load(last / "tgt_vocab.json"),
-            )
-            parts = tokenized(self.vocab.src_tokenizer, self.vocab.tgt_tokenizer)
-        else:
-            vocab = None
-            if self.dist.is_main:  # one process builds; the others receive the same
-                log.info("building tokenizers and vocabularies from %s", train_corpus.origin)
-                src_tok, tgt_tok = build_tokenizers(d, train_corpus)
-                parts = tokenized(src_tok, tgt_tok)
-                vocab = vocabulary_from_tokens(d, merge_tokens(parts) if tasks else parts[0],
-                                               src_tok, tgt_tok)
-            self.vocab = self.dist.broadcast(vocab)
-            if not self.dist.is_main:
-                parts = tokenized(self.vocab.src_tokenizer, self.vocab.tgt_tokenizer)
-        log.info("vocabulary: %d source, %d target types", len(self.vocab.src_vocab),
-                 len(self.vocab.tgt_vocab))
-        self._encode(parts, tasks, valid_corpus)
+        data = prepare_data(cfg, self.dist, last if self.resume else None)
+        self.vocab, self.train_data, self.valid_data = data.vocab, data.train, data.valid
+        self.sampler, self.task_valid = data.sampler, data.task_valid
         self.model = Seq2Seq(cfg, len(self.vocab.src_vocab), len(self.vocab.tgt_vocab))
         self.model.to(self.device)
         log.info("model: %s %s, attention %s, %s parameters", cfg.model.cell,
@@ -226,32 +158,6 @@ class Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.ddp = DistributedDataParallel(LossModule(self.model), device_ids=ids)
             self.dist.broadcast(None)  # every process is ready
-
-    def _encode(self, parts: list[TokenizedCorpus], tasks: list[Task] | None,
-                valid_corpus) -> None:
-        """Training and validation data as ids; with tasks, the sampler of each epoch's
-        examples and the other tasks' validation data (their loss is logged)."""
-        d, copy = self.config.data, self.config.model.copy_attention
-        self.sampler, self.task_valid = None, {}
-        if not tasks:
-            self.train_data = encode_corpus(parts[0], self.vocab, d, "training data", copy)
-            self.valid_data = (
-                encode_corpus(valid_corpus, self.vocab, None, "validation data", copy)
-                if valid_corpus is not None else None)
-            return
-        self.train_data, ranges = encode_tasks(parts, [task.name for task in tasks], self.vocab,
-                                               d, copy)
-        self.sampler = TaskSampler(ranges, [task.weight for task in tasks], self.config.train.seed)
-        log.info("tasks: %s", ", ".join(
-            f"{task.name} ({len(r):,} pairs, {share:.0%} of each epoch)"
-            for task, r, share in zip(tasks, ranges, self.sampler.shares(), strict=True)))
-        for task in tasks:
-            if task.valid is not None:
-                tokens = tokenize_tagged(task.valid, self.vocab.src_tokenizer,
-                                         self.vocab.tgt_tokenizer, task.tag)
-                self.task_valid[task.name] = encode_corpus(
-                    tokens, self.vocab, None, f"validation data ({task.name})", copy)
-        self.valid_data = self.task_valid.pop(tasks[0].name, None)
 
     def _restore_rank_rng(self) -> None:
         states = self._resume_state.get("rng_ranks") or []
