@@ -96,6 +96,9 @@ def test_decoding_options_match(tmp_path):
     assert_same(reference.translate_nbest(SENTENCES, **options),
                 runtime.translate_nbest(SENTENCES, **options))
     assert runtime.translate(SENTENCES[:2]) == reference.translate(SENTENCES[:2])
+    # several batches at once (decode.workers) through onnxruntime: the same outputs
+    assert_same(reference.translate_nbest(SENTENCES, **options),
+                runtime.translate_nbest(SENTENCES, workers=3, **options))
 
 
 @pytest.mark.parametrize("model", [{}, {"copy_attention": True, "coverage": True}])

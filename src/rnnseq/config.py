@@ -244,6 +244,10 @@ class DecodeConfig:
         1000, min=1, help="longer inputs are truncated to this many tokens, with a warning"
     )
     max_batch_tokens: int = _f(8192, min=1, help="source tokens per decoding batch")
+    workers: int = _f(
+        1, min=1, help="batches decoded at once, on as many threads, each with its share of the "
+        "CPU threads (2 on 2 cores: greedy +16-28 %, beam 5 +2-22 %)"
+    )
     min_length: int = _f(0, min=0, help="no </s> before this many output tokens")
     block_ngram_repeat: int = _f(
         0, min=0, help="N > 0: no output repeats an N-gram (Paulus et al. 2017)"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 
@@ -76,6 +76,21 @@ class TorchBackend:
         """Where encoding and every search step run: no autograd, the chosen precision."""
         with torch.no_grad(), autocast(self.device, self.precision):
             yield
+
+    @contextlib.contextmanager
+    def workers(self, count: int) -> Iterator[Callable[[], None]]:
+        """``count`` decoding threads on the CPU share torch's intra-op threads (at least one
+        each): one thread per batch avoids the fork and join of every small operator, and
+        while one batch runs Python the other's operators run. Restored on exit."""
+        total = torch.get_num_threads()
+        share = max(1, total // count)
+        if self.device.type != "cpu":
+            yield lambda: None
+            return
+        try:
+            yield lambda: torch.set_num_threads(share)
+        finally:
+            torch.set_num_threads(total)
 
     def start(self, tokens: Sequence[Sequence[str]], src_maps: Sequence[Sequence[int]]
               ) -> tuple[StepDecoder, SearchState]:

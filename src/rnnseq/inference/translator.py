@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -79,6 +80,10 @@ class Backend(Protocol):
 
     def decoding(self) -> contextlib.AbstractContextManager:
         """The context encoding and search run in."""
+
+    def workers(self, count: int) -> contextlib.AbstractContextManager[Callable[[], None]]:
+        """While ``count`` threads decode batches at once: the function each calls first (to
+        take its share of the intra-op threads); the settings come back on exit."""
 
     def start(self, tokens: Sequence[Sequence[str]], src_maps: Sequence[Sequence[int]]
               ) -> tuple[StepDecoder, SearchState]:
@@ -150,6 +155,7 @@ class Translator:
         block_ngram_ignore: list[str] | None = None, coverage_penalty: float | None = None,
         sampling: Sampling | None = None, prefixes: list[str] | None = None,
         line_numbers: list[int] | None = None, task: str | None = None,
+        workers: int | None = None,
     ) -> list[list[Translation]]:
         """``n_best`` translations per sentence, best first, in input order. Every option left
         at None takes the model's ``decode`` config (:mod:`rnnseq.inference.rules` for the
@@ -158,8 +164,13 @@ class Translator:
         samples are seeded by its number: ``line_numbers[i]``, by default ``i``); ``prefixes``
         (one per sentence, may be empty) are target text every output starts with. A
         multi-task model (``data.tasks``) does ``task`` (default: its main task), or the task
-        whose tag a line starts with."""
+        whose tag a line starts with. ``workers`` (default ``decode.workers``) decode that
+        many batches at once, each on its own thread with its share of the CPU threads; the
+        outputs are the same."""
         dc = self.config.decode
+        workers = dc.workers if workers is None else workers
+        if workers < 1:
+            raise UsageError(f"workers must be >= 1, got {workers}")
         beam = dc.beam_size if beam_size is None else beam_size
         if sampling is not None:
             if beam_size not in (None, 1):
@@ -180,17 +191,33 @@ class Translator:
         inputs = self._inputs(sentences, task)
         forced = None if prefixes is None else [
             self._target_ids(p, inputs.oov[i]) for i, p in enumerate(prefixes)]
-        results: list[list[Translation] | None] = [None] * len(sentences)
-        for index in self._batches(inputs, batch_size, max_batch_tokens):
+
+        def run(index: list[int]) -> list[list[Hypothesis]]:
             constraints = Constraints(rules, [len(inputs.tokens[i]) for i in index],
                                       None if forced is None else [forced[i] for i in index])
             lines = index if line_numbers is None else [line_numbers[i] for i in index]
-            hyps = self._search(inputs, index, beam, n_best, alpha, return_attention,
+            return self._search(inputs, index, beam, n_best, alpha, return_attention,
                                 constraints, sampling, lines)
+
+        batches = self._batches(inputs, batch_size, max_batch_tokens)
+        results: list[list[Translation] | None] = [None] * len(sentences)
+        for index, hyps in zip(batches, self._map(run, batches, workers), strict=True):
             for i, sent_hyps in zip(index, hyps, strict=True):
                 results[i] = [self._to_translation(h, inputs.tokens[i], inputs.oov[i],
                                                    inputs.truncated.get(i)) for h in sent_hyps]
         return results  # type: ignore[return-value]
+
+    def _map(self, run: Callable[[list[int]], Any], batches: list[list[int]],
+             workers: int) -> list:
+        """``run`` over ``batches``, in order: on ``workers`` threads when there is more than
+        one batch to share. Batches are independent and each is searched as it would be
+        alone, so the threads change the speed only."""
+        workers = min(workers, len(batches))
+        if workers <= 1:
+            return [run(index) for index in batches]
+        with self.backend.workers(workers) as first, \
+                ThreadPoolExecutor(workers, initializer=first) as pool:
+            return list(pool.map(run, batches))
 
     def score(self, sentences: list[str], targets: list[str], *,
               batch_size: int | None = None, task: str | None = None) -> list[float]:

@@ -9,7 +9,7 @@ serve PyTorch and exported models. Only onnxruntime and numpy are imported.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +98,12 @@ class OnnxBackend:
 
     def decoding(self) -> contextlib.AbstractContextManager:
         return contextlib.nullcontext()
+
+    @contextlib.contextmanager
+    def workers(self, count: int) -> Iterator[Callable[[], None]]:
+        """onnxruntime sessions are safe to run from several threads; each call keeps the
+        session's own intra-op threads (``threads``), so set those to share the cores."""
+        yield lambda: None
 
     def start(self, tokens: Sequence[Sequence[str]], src_maps: Sequence[Sequence[int]]
               ) -> tuple[OnnxDecoder, OnnxState]:
