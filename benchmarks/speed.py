@@ -31,7 +31,7 @@ from presets import PRESETS, flops_per_target_token  # noqa: E402
 
 TRAIN_PHASES = ["train-fp32", "train-bf16", "train-nofeed-fp32"]
 DECODE_PHASES = ["greedy-fp32", "beam5-fp32", "greedy-bf16", "beam5-bf16", "greedy-int8",
-                 "beam5-int8"]
+                 "beam5-int8"]  # a "-wN" suffix decodes N batches at once (decode.workers)
 
 # What the peers measured on this kind of machine (../shared/peers/README.md), for orientation
 # only: ratios that count come from benchmarks/peers/, run alongside in one session.
@@ -99,7 +99,7 @@ def child_decode(args) -> dict:
     from rnnseq.inference.translator import load
 
     torch.set_num_threads(2)
-    method, precision = args.phase.split("-")
+    method, precision, *workers = args.phase.split("-")
     if precision == "int8":
         translator = load(args.model, quantize="int8")
     else:
@@ -108,7 +108,8 @@ def child_decode(args) -> dict:
     beam = 1 if method == "greedy" else 5
     translator.translate(sentences[:64], beam_size=beam, batch_size=64)  # warm-up
     start = time.perf_counter()
-    results = translator.translate_nbest(sentences, beam_size=beam, batch_size=64)
+    results = translator.translate_nbest(sentences, beam_size=beam, batch_size=64,
+                                         workers=int(workers[0][1:]) if workers else 1)
     seconds = time.perf_counter() - start
     hyps = [r[0].text for r in results]
     out = Path(args.work) / f"{args.phase}.hyp"

@@ -286,7 +286,7 @@ def schedule(systems: list[str], decode_systems: list[str], measures: list[str],
                     continue
                 runs.append((r, system, measure, "fp32"))
             for extra in extra_rnnseq:
-                m, precision = extra.split("-")
+                m, precision = extra.split("-", 1)
                 if m == measure:
                     runs.append((r, "rnnseq", m, precision))
     return runs
@@ -311,7 +311,8 @@ def table(results: dict, systems: list[str], ref: Path | None = None) -> str:
     out = ["| " + " | ".join(head) + " |", "| --- |" + " ---: |" * (len(head) - 1)]
     for (measure, precision), by_system in results.items():
         med = {s: statistics.median(r["value"] for r in runs) for s, runs in by_system.items()}
-        label = f"{measure} ({UNITS[measure]})" + (f", rnnseq {precision}"
+        variant = precision.replace("-w", ", workers ")  # fp32-w2: 2 batches at once
+        label = f"{measure} ({UNITS[measure]})" + (f", rnnseq {variant}"
                                                    if precision != "fp32" else "")
         cells = [label]
         for s in systems:
@@ -348,9 +349,12 @@ def main() -> None:
     parser.add_argument("--measures", default=",".join(MEASURES))
     parser.add_argument("--rnnseq-extra", default="train-bf16,beam5-bf16,beam5-int8",
                         help="rnnseq-only rows, MEASURE-PRECISION, compared with the peers' fp32")
-    parser.add_argument("--train-steps", type=int, default=40, help="timed training steps")
-    parser.add_argument("--warmup", type=int, default=10, help="untimed training steps first")
-    parser.add_argument("--report-every", type=int, default=10,
+    # OpenNMT-py (and rnnseq, less) run slower over their first steps, while oneDNN compiles
+    # kernels for new shapes: 10 + 40 steps measured OpenNMT-py at 1,814 tok/s, 100 + 200 at
+    # 2,269 (benchmarks/README.md, "Latest side-by-side table")
+    parser.add_argument("--train-steps", type=int, default=200, help="timed training steps")
+    parser.add_argument("--warmup", type=int, default=100, help="untimed training steps first")
+    parser.add_argument("--report-every", type=int, default=50,
                         help="the peers' training log interval (their timing windows)")
     parser.add_argument("--decode-train-steps", type=int, default=1300)
     parser.add_argument("--work", default=str(BENCH / "results" / "peers" / "work"))
@@ -372,10 +376,12 @@ def main() -> None:
     extra = [e for e in args.rnnseq_extra.split(",") if e]
     for e in extra:
         m, _, precision = e.partition("-")
+        precision, _, workers = precision.partition("-")
         if m not in MEASURES or precision not in ("fp32", "bf16", "int8") or \
-                (m == "train" and precision == "int8"):
-            parser.error(f"--rnnseq-extra: {e!r} is not MEASURE-PRECISION "
-                         "(e.g. train-bf16, beam5-int8)")
+                (m == "train" and precision == "int8") or \
+                (workers and (m not in ("greedy", "beam5") or not re.fullmatch(r"w\d+", workers))):
+            parser.error(f"--rnnseq-extra: {e!r} is not MEASURE-PRECISION[-wWORKERS] "
+                         "(e.g. train-bf16, beam5-int8, greedy-fp32-w2)")
     runs = schedule(systems, decode_systems, measures, args.rounds, extra)
     if args.dry_run:
         for r, system, measure, precision in runs:

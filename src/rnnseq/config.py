@@ -246,7 +246,7 @@ class DecodeConfig:
     max_batch_tokens: int = _f(8192, min=1, help="source tokens per decoding batch")
     workers: int = _f(
         1, min=1, help="batches decoded at once, on as many threads, each with its share of the "
-        "CPU threads (2 on 2 cores: greedy +16-28 %, beam 5 +2-22 %)"
+        "CPU threads (2 on 2 cores: greedy +9-21 %, beam 5 +13-14 %)"
     )
     min_length: int = _f(0, min=0, help="no </s> before this many output tokens")
     block_ngram_repeat: int = _f(

@@ -165,8 +165,8 @@ class Translator:
         (one per sentence, may be empty) are target text every output starts with. A
         multi-task model (``data.tasks``) does ``task`` (default: its main task), or the task
         whose tag a line starts with. ``workers`` (default ``decode.workers``) decode that
-        many batches at once, each on its own thread with its share of the CPU threads; the
-        outputs are the same."""
+        many batches at once, each on its own thread with its share of the CPU threads (in
+        fp32 and int8 the outputs are the same; bf16 multiplies may sum in another order)."""
         dc = self.config.decode
         workers = dc.workers if workers is None else workers
         if workers < 1:
@@ -211,7 +211,7 @@ class Translator:
              workers: int) -> list:
         """``run`` over ``batches``, in order: on ``workers`` threads when there is more than
         one batch to share. Batches are independent and each is searched as it would be
-        alone, so the threads change the speed only."""
+        alone."""
         workers = min(workers, len(batches))
         if workers <= 1:
             return [run(index) for index in batches]
