@@ -82,11 +82,11 @@ class TorchBackend:
         """``count`` decoding threads on the CPU share torch's intra-op threads (at least one
         each): one thread per batch avoids the fork and join of every small operator, and
         while one batch runs Python the other's operators run. Restored on exit."""
-        total = torch.get_num_threads()
-        share = max(1, total // count)
-        if self.device.type != "cpu":
+        if self.device.type != "cpu":  # a GPU's kernels do not use the intra-op threads
             yield lambda: None
             return
+        total = torch.get_num_threads()
+        share = max(1, total // count)
         try:
             yield lambda: torch.set_num_threads(share)
         finally:

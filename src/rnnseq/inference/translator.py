@@ -215,9 +215,12 @@ class Translator:
         workers = min(workers, len(batches))
         if workers <= 1:
             return [run(index) for index in batches]
-        with self.backend.workers(workers) as first, \
-                ThreadPoolExecutor(workers, initializer=first) as pool:
-            return list(pool.map(run, batches))
+        with self.backend.workers(workers) as first:
+            pool = ThreadPoolExecutor(workers, initializer=first)
+            try:
+                return list(pool.map(run, batches))
+            finally:  # a failure (or Ctrl-C) starts no further batch
+                pool.shutdown(wait=True, cancel_futures=True)
 
     def score(self, sentences: list[str], targets: list[str], *,
               batch_size: int | None = None, task: str | None = None) -> list[float]:
