@@ -86,7 +86,7 @@ class Server:
                  "opt": {"gpu": -1, "beam_size": 1, "batch_size": 64}}]}), encoding="utf-8")
             cmd = [bench.bin("onmt", "onmt_server"), "--ip", "127.0.0.1", "--port",
                    str(self.port), "--model_config", str(conf)]
-            env["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = "1"  # its checkpoints are pickles
+            env.update(compare.ONMT_ENV)
             self.ready_path = "/translator/health"
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = open(log, "w", encoding="utf-8")  # noqa: SIM115 - closed in stop()

@@ -42,7 +42,6 @@ import speed  # noqa: E402
 SYSTEMS = {"rnnseq-fp32": "rnnseq fp32", "rnnseq-bf16": "rnnseq bf16", "onmt": "OpenNMT-py",
            "joey": "JoeyNMT"}
 DEFAULT_SYSTEMS = "rnnseq-fp32,rnnseq-bf16,onmt"  # JoeyNMT when asked: 10 minutes more
-PEER_ENV = {"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}  # OpenNMT-py's checkpoints are pickles
 
 
 def timed_checkpoints(directory: Path, pattern: str, start: float) -> list[tuple[int, float, Path]]:
@@ -80,17 +79,18 @@ def train_onmt(bench, minutes: float, every: int) -> list[tuple[int, float, Path
     cfg["valid_steps"] = 10 ** 7
     path = bench.write_yaml("onmt-time.yaml", cfg)
     start = run_for([bench.bin("onmt", "onmt_train"), "-config", str(path)], minutes,
-                    bench.work / "logs" / "onmt-time.log")
+                    bench.work / "logs" / "onmt-time.log", compare.ONMT_ENV)
     return timed_checkpoints(out, r"model_step_(\d+)\.pt", start)
 
 
-def run_for(cmd: list[str], minutes: float, log: Path) -> float:
-    """Runs ``cmd`` (2 threads, its output to ``log``) until it exits or ``minutes`` pass;
-    returns its start time. A run that fails before its time is up raises, naming the log."""
+def run_for(cmd: list[str], minutes: float, log: Path, env: dict | None = None) -> float:
+    """Runs ``cmd`` (2 threads, ``env`` added, its output to ``log``) until it exits or
+    ``minutes`` pass; returns its start time. A run that fails before its time is up raises,
+    naming the log."""
     start = time.time()
     with open(log, "w", encoding="utf-8") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
-                                env={**os.environ, "OMP_NUM_THREADS": "2", **PEER_ENV})
+                                env={**os.environ, "OMP_NUM_THREADS": "2", **(env or {})})
         try:
             proc.wait(timeout=minutes * 60)
         except subprocess.TimeoutExpired:
@@ -144,7 +144,7 @@ def dev_bleu(system: str, checkpoint: Path, bench, refs: list[str]) -> float:
                         "-src", str(src), "-output", str(hyp), "-beam_size", "1",
                         "-batch_size", "64", "-gpu", "-1"], check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                       env={**os.environ, **PEER_ENV})
+                       env={**os.environ, **compare.ONMT_ENV})
         hyps = hyp.read_text(encoding="utf-8").splitlines()
     elif system == "joey":
         cfg = bench.write_yaml("joey-time-decode.yaml", compare.joey_config(

@@ -45,6 +45,8 @@ SYSTEMS = ("rnnseq", "onmt", "joey")
 NAMES = {"rnnseq": "rnnseq", "onmt": "OpenNMT-py", "joey": "JoeyNMT"}
 MEASURES = ("train", "greedy", "beam5", "startup")
 ONE_SENTENCE = "ein mann fährt fahrrad .\n"
+# OpenNMT-py loads its own checkpoints, which are pickles, under torch >= 2.6 only with this
+ONMT_ENV = {"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}
 
 
 # -- configs -------------------------------------------------------------------------------------
@@ -229,7 +231,7 @@ class Bench:
 
     def measure_onmt(self, measure: str) -> dict:
         a, logs = self.args, self.work / "logs"
-        env = {"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}  # its own checkpoints are pickles
+        env = ONMT_ENV
         if measure == "train":
             cfg = self.write_yaml("onmt-train.yaml", onmt_config(
                 self.work, a.warmup + a.train_steps, a.report_every, 10 ** 6, "speed"))
